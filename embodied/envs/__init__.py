@@ -1,0 +1,1 @@
+"""Environment adapters, one module per suite; heavy imports stay inside each module."""

@@ -1,0 +1,1 @@
+"""Run loops that wire agent, environments, replay and logger together."""
