@@ -1,0 +1,200 @@
+"""Loading the YAML presets and parsing command-line flags into one config."""
+
+import difflib
+import importlib.resources
+import os
+import pathlib
+import re
+
+import elements
+import ruamel.yaml as yaml
+
+# Keys with a character outside this set are regular expressions (spec 11.1).
+PLAIN_KEY = re.compile(r'^[A-Za-z0-9_.\-]+$')
+SCRIPTS = (
+    'train', 'train_eval', 'eval_only', 'parallel',
+    'parallel_env', 'parallel_envs', 'parallel_replay')
+USAGE = """\
+usage: python -m dreamerv3.main [--configs NAME [NAME ...]] [--KEY VALUE ...]
+
+Trains a DreamerV3 agent. The `defaults` block of the config file is always the base;
+the presets named by --configs are applied over it in order, then every --KEY VALUE flag.
+Keys are dotted (--run.steps 1e5, --agent.opt.lr 1e-4); a key with regex characters sets
+every key it fully matches (--.*\\.units 512); --KEY+ VALUE appends to a list.
+
+examples:
+  python -m dreamerv3.main --configs debug --jax.platform cpu --logdir ~/logdir/debug
+  python -m dreamerv3.main --configs atari --task atari_pong --logdir ~/logdir/pong
+  python -m dreamerv3.main --configs crafter size50m --run.train_ratio 64
+"""
+
+
+class ConfigError(Exception):
+    """Bad command-line input; main prints the message and exits with status 2."""
+
+
+def config_path():
+    """Path of the YAML file with the defaults and presets."""
+    # A source checkout has configs/ next to the packages; an installed wheel ships the
+    # same file as package data of dreamerv3.configs.
+    local = pathlib.Path(__file__).resolve().parent.parent / 'configs' / 'dreamerv3.yaml'
+    if local.exists():
+        return local
+    return pathlib.Path(str(importlib.resources.files('dreamerv3.configs') / 'dreamerv3.yaml'))
+
+
+def load_presets(path=None):
+    """Read every block of the config file as a dict of name to nested dict."""
+    text = pathlib.Path(path or config_path()).read_text()
+    return yaml.YAML(typ='safe').load(text)
+
+
+def split_configs(argv):
+    """Separate `--configs a b` (or `--configs=a,b`) from the remaining flags."""
+    names, rest, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg != '--configs' and not arg.startswith('--configs='):
+            rest.append(arg)
+            continue
+        values = [arg.split('=', 1)[1]] if '=' in arg else []
+        while '=' not in arg and i < len(argv) and not argv[i].startswith('--'):
+            values.append(argv[i])
+            i += 1
+        names += [name for value in values for name in value.split(',') if name]
+        if not values or not names:
+            raise ConfigError('--configs needs at least one preset name.')
+    return names or ['defaults'], rest
+
+
+def merge_presets(presets, names):
+    """Apply the named presets in order over the defaults block."""
+    valid = [name for name in presets if name != 'defaults']
+    config = elements.Config(presets['defaults'])
+    for name in names:
+        if name == 'defaults':
+            continue
+        if name not in presets:
+            close = difflib.get_close_matches(name, valid, n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ''
+            raise ConfigError(
+                f"Unknown preset '{name}'.{hint} Valid presets: {', '.join(valid)}.")
+        try:
+            config = config.update(presets[name])
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"Preset '{name}' does not fit the defaults: {e}") from e
+    return config
+
+
+def group_flags(argv):
+    """Split argv into (key, values) pairs; raise on stray values and missing values."""
+    groups = []
+    for arg in argv:
+        if arg.startswith('--'):
+            key, eq, value = arg[2:].partition('=')
+            if not key:
+                raise ConfigError(f"Malformed flag '{arg}': expected --KEY VALUE.")
+            groups.append((key, [value] if eq else []))
+        elif groups:
+            groups[-1][1].append(arg)
+        else:
+            raise ConfigError(
+                f"Unexpected value '{arg}' without a flag before it: "
+                'write flags as --KEY VALUE.')
+    for key, values in groups:
+        if not values:
+            raise ConfigError(f"Flag --{key} is missing its value: write --{key} VALUE.")
+    return groups
+
+
+def check_key(config, key):
+    """Raise a ConfigError naming the closest keys when a flag matches no config key."""
+    flat = config.flat
+    name = key[:-1] if key.endswith('+') else key
+    if PLAIN_KEY.match(name):
+        if name in flat:
+            return
+        sections = {k for k in flat if k.startswith(name + '.')}
+        if sections:
+            raise ConfigError(
+                f'--{name} names a whole section; set one of its keys instead, '
+                f'e.g. --{sorted(sections)[0]}.')
+    else:
+        try:
+            if any(re.fullmatch(name, k) for k in flat):
+                return
+        except re.error as e:
+            raise ConfigError(f"Flag --{name} is not a valid regular expression: {e}.")
+    close = difflib.get_close_matches(name, list(flat), n=5, cutoff=0.5)
+    if not close:
+        tail = name.split('.')[-1]
+        close = [k for k in flat if k.split('.')[-1] == tail][:5]
+    hint = f" Closest valid keys: {', '.join('--' + k for k in close)}." if close else ''
+    raise ConfigError(f"Unknown flag --{name}: no config key matches it.{hint}")
+
+
+def apply_flags(config, argv):
+    """Parse --KEY VALUE flags against the config, with errors that name the key."""
+    for key, values in group_flags(argv):
+        check_key(config, key)
+        try:
+            config = elements.Flags(config).parse([f'--{key}', *values])
+        except (TypeError, ValueError) as e:
+            name = key.rstrip('+')
+            current = config.flat.get(name)
+            wanted = type(current).__name__ if name in config.flat else 'the existing type'
+            if isinstance(current, tuple) and current:
+                wanted = f'a list of {type(current[0]).__name__}'
+            raise ConfigError(
+                f"Invalid value {' '.join(values)!r} for --{name}: expected {wanted} "
+                f'(default {current!r}). Details: {e}') from e
+    return config
+
+
+def finalize(config, environ=None):
+    """Resolve {timestamp} and ~ in the logdir and the replica from the cluster env."""
+    environ = os.environ if environ is None else environ
+    logdir = config.logdir.format(timestamp=elements.timestamp())
+    config = config.update(logdir=os.path.abspath(os.path.expanduser(logdir)))
+    if 'JOB_COMPLETION_INDEX' in environ:
+        value = environ['JOB_COMPLETION_INDEX']
+        try:
+            config = config.update(replica=int(value))
+        except ValueError as e:
+            raise ConfigError(
+                f'JOB_COMPLETION_INDEX must be an integer, got {value!r}.') from e
+    if config.script not in SCRIPTS:
+        raise ConfigError(
+            f"Unknown script '{config.script}'. Valid scripts: {', '.join(SCRIPTS)}.")
+    return config
+
+
+def help_text(presets, config):
+    """Usage, preset names and every key with its value and type."""
+    names = ', '.join(name for name in presets if name != 'defaults')
+    lines = [USAGE, f'presets: {names}', '', 'keys (after the selected presets):']
+    width = max(len(k) for k in config.flat)
+    for key, value in config.flat.items():
+        lines.append(f'  --{key.ljust(width)}  {value!r} ({type(value).__name__})')
+    return '\n'.join(lines)
+
+
+def parse(argv, environ=None):
+    """Turn command-line arguments into the resolved config (or raise ConfigError)."""
+    presets = load_presets()
+    names, rest = split_configs(argv)
+    config = merge_presets(presets, names)
+    if any(arg in ('-h', '--help') for arg in rest):
+        return None, help_text(presets, config)
+    config = apply_flags(config, rest)
+    return finalize(config, environ), None
+
+
+def config_diff(old, new, prefixes=('',)):
+    """Keys whose values differ between two configs, as (key, old, new) triples."""
+    old, new = old.flat, new.flat
+    keys = sorted(set(old) | set(new))
+    return [
+        (k, old.get(k), new.get(k)) for k in keys
+        if any(k.startswith(p) for p in prefixes) and old.get(k) != new.get(k)]

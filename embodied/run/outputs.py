@@ -1,0 +1,69 @@
+"""Logger outputs selected by name (`logger.outputs`)."""
+
+import importlib.util
+
+import elements
+import numpy as np
+
+OUTPUTS = ('jsonl', 'scope', 'tensorboard', 'wandb', 'expa')
+
+
+def make_outputs(logdir, outputs, pattern, fps=15, name='Agent'):
+    """Terminal output plus one output per name in `outputs` (spec 13.1)."""
+    result = [elements.logger.TerminalOutput(pattern, name)]
+    for output in outputs:
+        if output == 'jsonl':
+            result.append(elements.logger.JSONLOutput(logdir, 'metrics.jsonl'))
+            result.append(elements.logger.JSONLOutput(logdir, 'scores.jsonl', 'episode/score'))
+        elif output == 'scope':
+            result.append(ScopeFilter(elements.logger.ScopeOutput(logdir)))
+        elif output == 'tensorboard':
+            require('tensorflow', 'tensorboard', 'pip install tensorflow-cpu')
+            result.append(elements.logger.TensorBoardOutput(logdir, fps))
+        elif output == 'wandb':
+            require('wandb', 'wandb', 'pip install wandb')
+            logdir = elements.Path(logdir)
+            result.append(elements.logger.WandBOutput(
+                name=f'{logdir.parent.name}/{logdir.name}', project='dreamerv3',
+                config=None))
+        elif output == 'expa':
+            raise ValueError(
+                "The 'expa' logger output is internal to its authors and not available; "
+                f'choose from {", ".join(o for o in OUTPUTS if o != "expa")}.')
+        else:
+            raise ValueError(
+                f"Unknown logger output '{output}' in logger.outputs; "
+                f'choose from {", ".join(OUTPUTS)}.')
+    return result
+
+
+def require(module, output, install):
+    """Raise a clear error when the package an output needs is missing."""
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(
+            f"The '{output}' logger output needs the '{module}' package: {install}, "
+            f'or remove {output} from logger.outputs.')
+
+
+class ScopeFilter:
+    """Passes on only the values Scope can store: scalars, text, uint8 images and videos."""
+
+    def __init__(self, output):
+        self.output = output
+
+    def __call__(self, summaries):
+        self.output([item for item in summaries if self.supported(item[2])])
+
+    def wait(self):
+        return self.output.wait() if hasattr(self.output, 'wait') else None
+
+    @staticmethod
+    def supported(value):
+        if isinstance(value, str):
+            return True
+        value = np.asarray(value)
+        if value.ndim == 0:
+            return np.issubdtype(value.dtype, np.number) or value.dtype == bool
+        if value.ndim in (3, 4) and value.dtype == np.uint8:
+            return value.shape[-1] in (1, 3)
+        return False

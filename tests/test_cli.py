@@ -1,0 +1,33 @@
+"""The command line rejects bad input with exit status 2, a clear message and no traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*argv):
+    return subprocess.run(
+        [sys.executable, '-m', 'dreamerv3.main', *argv],
+        capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--configs', 'debgu'], "Unknown preset 'debgu'. Did you mean debug? Valid presets:"),
+    (['--run.stepz', '3'], 'Unknown flag --run.stepz: no config key matches it. '
+                           'Closest valid keys: --run.steps'),
+    (['--run.steps', 'abc'], "Invalid value 'abc' for --run.steps: expected float"),
+    (['--run.steps'], 'Flag --run.steps is missing its value'),
+])
+def test_bad_input_exits_2_without_traceback(argv, message):
+    result = run(*argv)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert 'Traceback' not in result.stderr + result.stdout
+
+
+def test_help_prints_usage_and_presets():
+    result = run('--help')
+    assert result.returncode == 0, result.stderr
+    assert 'usage: python -m dreamerv3.main' in result.stdout
+    assert 'presets: size1m' in result.stdout
