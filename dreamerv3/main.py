@@ -27,9 +27,11 @@ def main(argv=None):
         print(help_text)
         return
     print(BANNER)
+    from embodied.run.checkpoints import CheckpointError
+
     try:
         run(config)
-    except configlib.ConfigError as e:
+    except (configlib.ConfigError, CheckpointError) as e:
         fail(str(e))
 
 
@@ -43,10 +45,15 @@ def run(config):
     """Write config.yaml, set up portal and start the script the config names."""
     import portal
 
+    from embodied.run.checkpoints import CheckpointError
+
     logdir = elements.Path(config.logdir)
+    previous = None
     if not config.script.endswith(('_env', '_replay')):
         logdir.mkdir()
-        report_changes(config, logdir / 'config.yaml')
+        if (logdir / 'config.yaml').exists():
+            previous = (logdir / 'config.yaml').read_text()
+            report_changes(config, logdir / 'config.yaml')
         config.save(logdir / 'config.yaml')
         print('Logdir:', logdir)
     errfile = logdir / 'error' if config.errfile else None
@@ -82,7 +89,13 @@ def run(config):
         return module.parallel_envs(fns['make_env'], args)
     if script == 'parallel_replay':
         return module.parallel_replay(fns['make_replay'], fns['make_stream'], args)
-    return getattr(module, script)(**fns, args=args)
+    try:
+        return getattr(module, script)(**fns, args=args)
+    except CheckpointError:
+        if previous is not None:
+            # The logdir belongs to another config: keep its config.yaml as it was.
+            (logdir / 'config.yaml').write_text(previous)
+        raise
 
 
 def init_timer(enabled):

@@ -1,0 +1,321 @@
+"""Steps a batch of environments with a policy and hands every transition to callbacks."""
+
+import multiprocessing
+import traceback
+import weakref
+
+import cloudpickle
+import elements
+import numpy as np
+
+# How often a parent blocked on a worker checks that the worker process is still alive.
+_POLL_SECONDS = 0.05
+
+
+class WorkerError(RuntimeError):
+    """An environment worker process raised or died; `index` names the env."""
+
+    def __init__(self, index, message, remote_traceback=None):
+        super().__init__(message)
+        self.index = index
+        self.remote_traceback = remote_traceback
+
+
+class Driver:
+    """Steps `len(make_env_fns)` environments in lockstep with one batched policy.
+
+    With `parallel=True` every env lives in its own spawned process, commanded over a pipe; an
+    env that raises there (or a worker process that dies) makes the driver close all workers and
+    raise `WorkerError` naming the env index and carrying the worker's traceback. Otherwise the
+    envs are created and stepped in this process. Workers are daemon processes (they end with
+    the parent), so an env must not start `multiprocessing` children of its own; a step that
+    hangs forever is not detected (there is no step timeout), a dead worker is.
+
+    One driver step sends each env its pending action, stacks the observations, splits off
+    `log/` keys, calls `policy(carry, obs) -> (carry, acts, outs)`, zeroes the actions of envs
+    whose observation `is_last`, stores `{**acts, 'reset': is_last}` as the next pending
+    actions, and then, for each env in index order, calls every step callback (in registration
+    order) with that env's transition `obs | acts | outs | logs` (no `reset` key) and the env
+    index.
+
+    Episode callbacks receive `(episode, env_index)` when an env's episode ends, where
+    `episode = {'score': float, 'length': int, 'transitions': {key: stacked array}}`: `score`
+    sums every reward of the episode (the first step's reward is 0), `length` is the number of
+    env steps (transitions - 1, spec §14.27) and `transitions` stacks the episode's transitions,
+    from the `is_first` one to the `is_last` one, along a new leading axis. Episodes are only
+    recorded while an episode callback is registered.
+    """
+
+    def __init__(self, make_env_fns, parallel=True):
+        if not make_env_fns:
+            raise ValueError('Driver needs at least one env factory but got an empty list.')
+        self.length = len(make_env_fns)
+        self.parallel = parallel
+        self._step_callbacks = []
+        self._episode_callbacks = []
+        self._episodes = [None] * self.length
+        self._closed = False
+        if parallel:
+            self._workers = _Workers(make_env_fns)
+            self._finalizer = weakref.finalize(self, self._workers.close)
+            self.obs_space, self.act_space = self._workers.spaces(0)
+        else:
+            self._envs = [fn() for fn in make_env_fns]
+            self.obs_space = self._envs[0].obs_space
+            self.act_space = self._envs[0].act_space
+        if 'reset' not in self.act_space:
+            raise ValueError(
+                    f'The action space of env 0 has keys {sorted(self.act_space)} but must '
+                    "contain 'reset'; every env must accept a reset action.")
+        self.reset()
+
+    @property
+    def pids(self):
+        """Process ids of the env workers (empty when not parallel)."""
+        return self._workers.pids if self.parallel else []
+
+    def reset(self, init_policy=None):
+        """Request a reset of every env and restart the policy carry."""
+        self.acts = {
+                k: np.zeros((self.length,) + v.shape, v.dtype)
+                for k, v in self.act_space.items()}
+        self.acts['reset'] = np.ones(self.length, bool)
+        self.carry = init_policy(self.length) if init_policy else None
+        self._episodes = [None] * self.length
+
+    def on_step(self, callback):
+        """Register `callback(transition, env_index)`, called once per env per driver step."""
+        self._step_callbacks.append(callback)
+
+    def on_episode(self, callback):
+        """Register `callback(episode, env_index)`, called when an env's episode ends."""
+        self._episode_callbacks.append(callback)
+
+    def __call__(self, policy, steps=0, episodes=0):
+        """Run driver steps until at least `steps` env steps or `episodes` episodes are done."""
+        if self._closed:
+            raise RuntimeError('The driver was closed; create a new Driver to keep stepping.')
+        step, episode = 0, 0
+        while step < steps or episode < episodes:
+            step, episode = self._step(policy, step, episode)
+
+    def close(self):
+        """Close every env and terminate the worker processes."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.parallel:
+            self._finalizer()
+        else:
+            for env in self._envs:
+                env.close()
+
+    def _step(self, policy, step, episode):
+        acts = [{k: v[i] for k, v in self.acts.items()} for i in range(self.length)]
+        if self.parallel:
+            obs = self._workers.step(acts)
+        else:
+            obs = []
+            for index, (env, act) in enumerate(zip(self._envs, acts)):
+                try:
+                    obs.append(env.step(act))
+                except Exception as e:
+                    e.add_note(f'Raised by env {index} of the driver (serial mode).')
+                    raise
+        self._check_keys(obs)
+        obs = {k: np.stack([np.asarray(x[k]) for x in obs]) for k in obs[0]}
+        logs = {k: v for k, v in obs.items() if k.startswith('log/')}
+        obs = {k: v for k, v in obs.items() if not k.startswith('log/')}
+        self.carry, acts, outs = policy(self.carry, obs)
+        acts = {k: np.asarray(v) for k, v in acts.items()}
+        outs = elements.tree.map(np.asarray, dict(outs))
+        self._check_outputs(acts, outs)
+        is_last = obs['is_last'].astype(bool)
+        if is_last.any():
+            acts = {k: _zero_where(v, is_last) for k, v in acts.items()}
+        self.acts = {**acts, 'reset': is_last.copy()}
+        trans = {**obs, **acts, **outs, **logs}
+        for index in range(self.length):
+            tran = elements.tree.map(lambda x: x[index], trans)
+            for callback in self._step_callbacks:
+                callback(tran, index)
+            if self._episode_callbacks:
+                self._record(tran, index)
+        return step + self.length, episode + int(is_last.sum())
+
+    def _check_keys(self, obs):
+        keys = set(obs[0])
+        for index, other in enumerate(obs[1:], 1):
+            if set(other) != keys:
+                raise ValueError(
+                        f'Observation keys of env {index} differ from those of env 0: only in '
+                        f'env 0 {sorted(keys - set(other))}, only in env {index} '
+                        f'{sorted(set(other) - keys)}; all envs of a driver must return the '
+                        'same keys.')
+
+    def _check_outputs(self, acts, outs):
+        if 'reset' in acts:
+            raise ValueError(
+                    "The policy returned a 'reset' action; the driver sets it from is_last, so "
+                    'drop it from the returned actions.')
+        shared = sorted(set(acts) & set(outs))
+        if shared:
+            raise ValueError(
+                    f'The policy returned {shared} both as actions and as outputs; use '
+                    'distinct keys.')
+        for key, value in acts.items():
+            if value.shape[:1] != (self.length,):
+                raise ValueError(
+                        f'The policy action {key!r} has shape {value.shape} but needs a leading '
+                        f'batch axis of {self.length} (one row per env).')
+
+    def _record(self, tran, index):
+        if tran['is_first'] or self._episodes[index] is None:
+            self._episodes[index] = []
+        self._episodes[index].append(tran)
+        if tran['is_last']:
+            trans = self._episodes[index]
+            self._episodes[index] = None
+            stacked = elements.tree.map(lambda *xs: np.stack(xs), *trans)
+            ep = {
+                    'score': float(np.sum([float(t['reward']) for t in trans])),
+                    'length': len(trans) - 1,
+                    'transitions': stacked,
+            }
+            for callback in self._episode_callbacks:
+                callback(ep, index)
+
+
+def _zero_where(value, is_last):
+    mask = is_last.reshape((-1,) + (1,) * (value.ndim - 1))
+    return np.where(mask, np.zeros_like(value), value)
+
+
+class _Workers:
+    """One spawned process per env, each serving commands over a pipe."""
+
+    def __init__(self, make_env_fns):
+        context = multiprocessing.get_context('spawn')
+        self.conns, self.procs = [], []
+        for index, fn in enumerate(make_env_fns):
+            parent, child = context.Pipe()
+            proc = context.Process(
+                    target=_worker, args=(index, cloudpickle.dumps(fn), child),
+                    name=f'env{index}', daemon=True)
+            proc.start()
+            # Drop our copy of the child's end so the worker dying shows up as EOF.
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(proc)
+        self.closed = False
+
+    @property
+    def pids(self):
+        """Process ids of the workers."""
+        return [proc.pid for proc in self.procs]
+
+    def spaces(self, index):
+        """Observation and action space of one env."""
+        self._send(index, ('spaces', None))
+        return self._receive(index)
+
+    def step(self, acts):
+        """Send each env its action (all first, so they step concurrently), then collect."""
+        for index, act in enumerate(acts):
+            self._send(index, ('step', act))
+        return [self._receive(index) for index in range(len(acts))]
+
+    def close(self):
+        """Ask the workers to exit, then terminate any that do not."""
+        if self.closed:
+            return
+        self.closed = True
+        for conn in self.conns:
+            try:
+                conn.send(('close', None))
+            except (OSError, ValueError):
+                pass  # Worker already gone.
+        for proc in self.procs:
+            proc.join(1)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(1)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(1)
+        for conn in self.conns:
+            conn.close()
+
+    def _send(self, index, message):
+        self._check_open()
+        try:
+            self.conns[index].send(message)
+        except (OSError, ValueError):
+            self._died(index)
+
+    def _receive(self, index):
+        self._check_open()
+        conn, proc = self.conns[index], self.procs[index]
+        while not conn.poll(_POLL_SECONDS):
+            # Data may arrive just before the process exits, so check the pipe once more.
+            if not proc.is_alive() and not conn.poll(0):
+                self._died(index)
+        try:
+            status, payload = conn.recv()
+        except (EOFError, OSError):
+            self._died(index)
+        if status == 'error':
+            self.close()
+            raise WorkerError(
+                    index,
+                    f'Env {index} raised an exception in its worker process; the driver closed '
+                    f'all workers. Original traceback:\n{payload}', payload)
+        return payload
+
+    def _died(self, index):
+        proc = self.procs[index]
+        proc.join(1)
+        code = proc.exitcode
+        self.close()
+        raise WorkerError(
+                index,
+                f'The worker process of env {index} (pid {proc.pid}) died with exit code {code} '
+                'without reporting an error (killed, out of memory, or a crash in native code); '
+                'the driver closed all workers.')
+
+    def _check_open(self):
+        if self.closed:
+            raise RuntimeError('The env workers were closed; create a new Driver.')
+
+
+def _worker(index, payload, conn):
+    env = None
+    try:
+        env = cloudpickle.loads(payload)()
+        while True:
+            try:
+                command, arg = conn.recv()
+            except EOFError:
+                break  # The parent is gone.
+            if command == 'step':
+                conn.send(('ok', env.step(arg)))
+            elif command == 'spaces':
+                conn.send(('ok', (env.obs_space, env.act_space)))
+            elif command == 'close':
+                break
+            else:
+                raise ValueError(f'Unknown worker command {command!r}.')
+    except KeyboardInterrupt:
+        pass
+    except Exception:
+        try:
+            conn.send(('error', traceback.format_exc()))
+        except (OSError, ValueError):
+            pass  # The parent is gone; nobody to tell.
+    finally:
+        if env is not None:
+            try:
+                env.close()
+            except Exception:
+                pass  # Closing is best effort while shutting down.
+        conn.close()

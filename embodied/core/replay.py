@@ -1,0 +1,372 @@
+"""Chunked replay buffer of fixed-length sequences, with FIFO eviction and disk persistence."""
+
+import collections
+import concurrent.futures
+import threading
+import time
+import traceback
+
+import elements
+import numpy as np
+import psutil
+
+from . import chunk as chunklib
+from . import selectors
+
+MODES = ('train', 'report', 'eval')
+
+
+class Replay:
+    """Stores steps per worker in chunks and samples items of `length` consecutive steps."""
+
+    # Seconds between the messages printed while `sample` waits for a first item.
+    wait_notify = 60.0
+
+    def __init__(
+            self, length, capacity=None, directory=None, chunksize=1024, online=False,
+            selector=None, save_wait=False, name='unnamed', seed=0):
+        if int(length) < 1:
+            raise ValueError(f'Replay length must be at least 1, got {length}.')
+        if capacity is not None and int(capacity) < 1:
+            raise ValueError(f'Replay capacity must be at least 1 or None, got {capacity}.')
+        if int(chunksize) < 1:
+            raise ValueError(f'Replay chunksize must be at least 1, got {chunksize}.')
+        self.length = int(length)
+        self.capacity = None if capacity is None else int(capacity)
+        self.chunksize = int(chunksize)
+        self.online = online
+        self.name = name
+        # Compared with None: empty selectors have length 0 and are falsy (spec 14.43).
+        self.selector = selectors.Uniform(seed) if selector is None else selector
+        self.save_wait = save_wait
+        self.lock = threading.RLock()
+
+        self.chunks = {}  # uuid -> Chunk
+        self.refs = {}  # uuid -> reference count (spec 7.4)
+        self.links = set()  # uuids of chunks holding a reference on their successor
+        self.items = {}  # item id -> (chunk uuid, start index)
+        self.fifo = collections.deque()  # item ids, oldest first
+        self.nextid = 0
+        self.current = {}  # worker -> uuid of the chunk being filled
+        self.streams = {}  # worker -> deque of (uuid, index) not yet starting an item
+        self.added = collections.defaultdict(int)  # worker -> steps added
+        self.queue = collections.deque()  # online item ids
+        self.ram = 0  # bytes of all chunk arrays
+        self.counters = {'inserts': 0, 'samples': 0, 'updates': 0}
+        self.warned = False
+
+        self.directory = directory and elements.Path(directory)
+        self.saved = set()  # uuids written to or read from the directory
+        self.pool = None
+        if self.directory:
+            self.directory.mkdir()
+            self.pool = concurrent.futures.ThreadPoolExecutor(16, f'replay_{name}_saver')
+
+    def __len__(self):
+        return len(self.items)
+
+    def __repr__(self):
+        return f'Replay({self.name}, items={len(self)}, length={self.length})'
+
+    def add(self, step, worker=0):
+        """Append one step of a worker's stream; inserts an item once L steps are pending."""
+        step = {k: np.asarray(v) for k, v in step.items() if not k.startswith('log/')}
+        with self.lock:
+            if worker not in self.current:
+                chunk = self._newchunk()
+                self.current[worker] = chunk.uuid
+                self.refs[chunk.uuid] += 1
+                self.streams[worker] = collections.deque()
+            chunk = self.chunks[self.current[worker]]
+            index = chunk.length
+            step['stepid'] = chunklib.stepid(chunk.uuid, index)
+            chunk.append(step)
+            if index == 0:
+                self.ram += chunk.nbytes
+                if not self.warned:
+                    self.warned = True
+                    self._check_memory(chunk.nbytes // chunk.capacity)
+            self.refs[chunk.uuid] += 1
+            stream = self.streams[worker]
+            stream.append((chunk.uuid, index))
+            if chunk.length >= chunk.capacity:
+                self._complete(worker)
+            previous = self.added[worker]
+            self.added[worker] += 1
+            self.counters['inserts'] += 1
+            if len(stream) >= self.length:
+                itemid = self._insert(*stream.popleft())
+                if self.online and previous % self.length == 0:
+                    self.queue.append(itemid)
+
+    def sample(self, batch, mode='train'):
+        """Return a dict of arrays (batch, length, ...) of sampled items."""
+        if mode not in MODES:
+            raise ValueError(f'Replay sample mode must be one of {MODES}, got {mode!r}.')
+        if int(batch) < 1:
+            raise ValueError(f'Replay sample batch must be at least 1, got {batch}.')
+        start = time.time()
+        notified = start
+        while not len(self.items):
+            now = time.time()
+            if now - notified >= self.wait_notify:
+                elements.print(
+                    f'Replay {self.name} is waiting for its first item '
+                    f'({now - start:.0f}s, needs {self.length} steps of one worker).')
+                notified = now
+            time.sleep(0.01)
+        data = None
+        for row in range(batch):
+            segments = self._pick(mode)
+            if data is None:
+                arrays = segments[0][0]
+                data = {
+                    k: np.empty((batch, self.length, *v.shape[1:]), v.dtype)
+                    for k, v in arrays.items()}
+            pos = 0
+            for arrays, lo, hi in segments:
+                for key, value in data.items():
+                    value[row, pos:pos + hi - lo] = arrays[key][lo:hi]
+                pos += hi - lo
+        if mode == 'train':
+            with self.lock:
+                self.counters['samples'] += batch
+        if 'is_first' in data:
+            data['is_first'][:, 0] = True
+            if 'is_last' in data:
+                # An episode cut off without is_last is closed where the next one starts.
+                data['is_last'][:, :-1] |= data['is_first'][:, 1:]
+        return data
+
+    def update(self, data):
+        """Write values back into stored steps by `stepid`; forwards `priority` to the selector."""
+        data = dict(data)
+        if 'stepid' not in data:
+            raise KeyError(f'Replay update needs a `stepid` entry, got keys {sorted(data)}.')
+        stepids = np.asarray(data.pop('stepid'))
+        if stepids.ndim != 3 or stepids.shape[-1] != 20:
+            raise ValueError(f'Replay update expects stepid of shape (B, T, 20), got '
+                             f'{stepids.shape}.')
+        priority = data.pop('priority', None)
+        data = {k: np.asarray(v) for k, v in data.items()}
+        with self.lock:
+            if priority is not None and hasattr(self.selector, 'prioritize'):
+                self.selector.prioritize(stepids.reshape(-1, 20), np.asarray(priority).reshape(-1))
+            for row in range(len(stepids)):
+                uuid, index = chunklib.parse_stepid(stepids[row, 0])
+                segments = self._segments(elements.UUID(uuid), index, stepids.shape[1])
+                if segments is None:
+                    continue  # evicted since it was sampled
+                pos = 0
+                for arrays, lo, hi in segments:
+                    for key, value in data.items():
+                        if key not in arrays:
+                            raise KeyError(
+                                f'Replay update key {key!r} is not stored; stored keys are '
+                                f'{sorted(arrays)}.')
+                        arrays[key][lo:hi] = value[row, pos:pos + hi - lo]
+                    pos += hi - lo
+            self.counters['updates'] += stepids.shape[0] * stepids.shape[1]
+
+    def stats(self):
+        """Return the gauges and the counters since the last call (which are then reset)."""
+        with self.lock:
+            counters, self.counters = self.counters, {k: 0 for k in self.counters}
+            inserts = counters['inserts']
+            return {
+                'items': len(self.items),
+                'chunks': len(self.chunks),
+                'streams': len(self.streams),
+                'ram_gb': self.ram / 2 ** 30,
+                **counters,
+                'replay_ratio': self.length * counters['samples'] / inserts if inserts else np.nan,
+            }
+
+    def save(self):
+        """Complete the current chunks and write unsaved chunks to the directory; returns None."""
+        if not self.directory:
+            return None
+        with self.lock:
+            for worker in list(self.current):
+                if self.chunks[self.current[worker]].length:
+                    self._complete(worker)
+            current = set(self.current.values())  # all empty after completing them
+            todo = [
+                c for c in self.chunks.values()
+                if c.length and c.uuid not in self.saved and c.uuid not in current]
+            self.saved.update(c.uuid for c in todo)
+        futures = [self.pool.submit(c.save, self.directory) for c in todo]
+        if self.save_wait:
+            for future in futures:
+                future.result()
+        else:
+            for future in futures:
+                future.add_done_callback(_report_error)
+        return None
+
+    def load(self, data=None, directory=None, amount=None):
+        """Load the newest chunk files not yet held, up to `amount` items (default: free room)."""
+        del data  # the replay checkpoint entry is empty; the chunks live in the directory
+        directory = elements.Path(directory) if directory else self.directory
+        if not directory or not directory.exists():
+            return
+        if amount is None:
+            amount = np.inf if self.capacity is None else self.capacity - len(self.items)
+        with self.lock:
+            known = set(self.chunks) | self.saved
+        files = {}
+        for path in sorted(directory.glob('*.npz'), key=lambda p: p.name, reverse=True):
+            try:
+                _, uuid, succ, length = chunklib.parse_filename(path)
+            except ValueError as e:
+                elements.print(f'Replay {self.name} skips {path}: {e}', color='red')
+                continue
+            if uuid not in known and uuid not in files:
+                files[uuid] = (path, succ, length)
+        picked, total = [], 0
+        for uuid, (path, succ, length) in files.items():  # newest first
+            if total >= amount:
+                break
+            picked.append(path)
+            total += self._startable(uuid, lambda u: files[u][1:] if u in files else None)
+        if not picked:
+            return
+        with concurrent.futures.ThreadPoolExecutor(16, f'replay_{self.name}_loader') as pool:
+            loaded = [c for c in pool.map(self._readchunk, picked) if c is not None]
+        loaded = {c.uuid: c for c in loaded}
+        with self.lock:
+            for chunk in loaded.values():
+                self.chunks[chunk.uuid] = chunk
+                self.saved.add(chunk.uuid)
+                self.ram += chunk.nbytes
+                # Held until all items are inserted, so evictions during loading keep the
+                # successors of evicted chunks alive.
+                self.refs[chunk.uuid] = 1
+            for chunk in list(self.chunks.values()):
+                # Link every held chunk whose successor is now held as well (old or new).
+                if chunk.uuid not in self.links and chunk.succ in self.chunks:
+                    self.links.add(chunk.uuid)
+                    self.refs[chunk.succ] += 1
+            held = self.chunks
+            info = lambda u: (held[u].succ, held[u].length) if u in held else None
+            for chunk in sorted(loaded.values(), key=lambda c: (c.time, str(c.uuid))):
+                for index in range(self._startable(chunk.uuid, info)):
+                    self.refs[chunk.uuid] += 1
+                    self._insert(chunk.uuid, index)
+            for uuid in loaded:
+                self._release(uuid)
+
+    def _check_memory(self, stepbytes):
+        """Warn once when a full replay would not fit into the available memory (spec 14.16)."""
+        if self.capacity is None:
+            return
+        needed = (self.capacity + self.length) * stepbytes
+        available = psutil.virtual_memory().available
+        if needed > available:
+            elements.print(
+                f'Warning: replay {self.name} needs about {needed / 2 ** 30:.1f} GiB when full '
+                f'({self.capacity} items of {stepbytes} bytes per step) but only '
+                f'{available / 2 ** 30:.1f} GiB are available; lower replay.size or the stored '
+                'keys (replay_context=0 stores no dyn/deter).', color='yellow')
+
+    def _startable(self, uuid, info):
+        """Number of items that can start in a chunk, given the successor chain `info`."""
+        succ, length = info(uuid)
+        following, need = 0, self.length - 1
+        while following < need and succ != chunklib.NOSUCC and info(succ) is not None:
+            succ, succlen = info(succ)
+            following += succlen
+        return int(np.clip(length + 1 - self.length + following, 0, length))
+
+    def _readchunk(self, path):
+        try:
+            return chunklib.Chunk.load(path)
+        except Exception:
+            elements.print(f'Replay {self.name} skips the unreadable chunk {path}:', color='red')
+            print(traceback.format_exc())
+            return None
+
+    def _newchunk(self):
+        chunk = chunklib.Chunk(self.chunksize)
+        self.chunks[chunk.uuid] = chunk
+        self.refs[chunk.uuid] = 0
+        return chunk
+
+    def _complete(self, worker):
+        """Close a worker's current chunk and start a linked successor."""
+        chunk = self.chunks[self.current[worker]]
+        succ = self._newchunk()
+        chunk.succ = succ.uuid
+        self.refs[succ.uuid] += 2  # current chunk + link from its predecessor
+        self.links.add(chunk.uuid)
+        self.current[worker] = succ.uuid
+        before = chunk.nbytes
+        chunk.trim()
+        self.ram += chunk.nbytes - before
+        self._release(chunk.uuid)
+
+    def _insert(self, uuid, index):
+        """Register an item starting at (uuid, index); its +1 chunk reference is already held."""
+        if self.capacity is not None:
+            while len(self.items) >= self.capacity:
+                self._evict()
+        itemid = self.nextid
+        self.nextid += 1
+        segments = self._segments(uuid, index, self.length)
+        stepids = np.concatenate([arrays['stepid'][lo:hi] for arrays, lo, hi in segments])
+        self.items[itemid] = (uuid, index)
+        self.fifo.append(itemid)
+        self.selector[itemid] = stepids
+        return itemid
+
+    def _evict(self):
+        itemid = self.fifo.popleft()
+        uuid, _ = self.items.pop(itemid)
+        del self.selector[itemid]
+        self._release(uuid)
+
+    def _release(self, uuid):
+        """Drop one reference; delete chunks without references and release their links."""
+        while uuid in self.refs:
+            self.refs[uuid] -= 1
+            if self.refs[uuid] >= 1:
+                return
+            del self.refs[uuid]
+            chunk = self.chunks.pop(uuid)
+            self.ram -= chunk.nbytes
+            if uuid not in self.links:
+                return
+            self.links.remove(uuid)
+            uuid = chunk.succ
+
+    def _segments(self, uuid, index, length):
+        """(arrays, lo, hi) pieces covering `length` steps from (uuid, index), or None."""
+        segments = []
+        chunk = self.chunks.get(uuid)
+        while length > 0:
+            if chunk is None or index >= chunk.length:
+                return None
+            hi = min(chunk.length, index + length)
+            segments.append((chunk.data, index, hi))
+            length -= hi - index
+            chunk, index = self.chunks.get(chunk.succ), 0
+        return segments
+
+    def _pick(self, mode):
+        """Choose an item and resolve its pieces; retries items evicted in the meantime."""
+        while True:
+            with self.lock:
+                if mode == 'train' and self.online and self.queue:
+                    itemid = self.queue.popleft()
+                else:
+                    itemid = self.selector()
+                if itemid in self.items:
+                    segments = self._segments(*self.items[itemid], self.length)
+                    if segments is not None:
+                        return segments
+
+
+def _report_error(future):
+    error = future.exception()
+    if error is not None:
+        elements.print(f'Saving a replay chunk failed: {error!r}', color='red')

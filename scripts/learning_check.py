@@ -1,0 +1,73 @@
+"""Learning check on a laptop: DreamerV3 on gymnasium CartPole-v1 must reach a mean score >= 100.
+
+Runs the real command line, then reads scores.jsonl and prints the score curve, the wall-clock
+time and a pass/fail verdict (exit status 1 on fail). Random play scores about 22.
+
+    python scripts/learning_check.py --logdir ~/logdir/cartpole
+"""
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+FLAGS = [
+    '--task', 'gym_CartPole-v1', '--configs', 'size1m', '--run.train_ratio', '64',
+    '--run.envs', '1', '--jax.compute_dtype', 'float32', '--jax.platform', 'cpu',
+]
+
+
+def read_scores(logdir):
+    """(steps, scores) of every finished episode in logdir/scores.jsonl."""
+    path = pathlib.Path(logdir) / 'scores.jsonl'
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [row for row in rows if 'episode/score' in row]
+    return np.array([r['step'] for r in rows]), np.array([r['episode/score'] for r in rows])
+
+
+def curve(steps, scores, every):
+    """Mean score per bin of `every` env steps, as (bin end, mean, episodes) rows."""
+    rows = []
+    for end in np.arange(every, steps.max() + every, every):
+        mask = (steps > end - every) & (steps <= end)
+        if mask.any():
+            rows.append((int(end), float(scores[mask].mean()), int(mask.sum())))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--logdir', default=str(pathlib.Path.home() / 'logdir/cartpole'))
+    parser.add_argument('--steps', type=int, default=30000)
+    parser.add_argument('--threshold', type=float, default=100.0)
+    parser.add_argument('--bin', type=int, default=2500)
+    parser.add_argument('--no-run', action='store_true', help='only evaluate an existing logdir')
+    args, extra = parser.parse_known_args()
+    start = time.time()
+    if not args.no_run:
+        cmd = [sys.executable, '-m', 'dreamerv3.main', *FLAGS, '--logdir', args.logdir,
+               '--run.steps', str(args.steps), *extra]
+        print('Running:', ' '.join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+    duration = time.time() - start
+    steps, scores = read_scores(args.logdir)
+    if not len(scores):
+        sys.exit(f'No finished episodes in {args.logdir}/scores.jsonl.')
+    final = float(scores[-10:].mean())
+    for end, mean, count in curve(steps, scores, args.bin):
+        print(f'steps <= {end:6d}: mean score {mean:7.1f} over {count} episodes')
+    summary = dict(
+        final_mean_last10=round(final, 1), episodes=int(len(scores)), last_step=int(steps[-1]),
+        wall_clock_s=round(duration, 1),
+        env_steps_per_s=round(args.steps / duration, 2) if not args.no_run else None,
+        threshold=args.threshold, passed=final >= args.threshold)
+    print(json.dumps(summary))
+    sys.exit(0 if summary['passed'] else 1)
+
+
+if __name__ == '__main__':
+    main()
