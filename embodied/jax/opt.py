@@ -1,0 +1,257 @@
+"""The optimiser: optax transforms of spec 6.1-6.3 and a ninjax module that applies them.
+
+Update rule per parameter tensor: adaptive gradient clipping -> RMS scaling -> momentum on the
+normalised update -> optional decoupled weight decay on kernels -> learning-rate schedule.
+With `momentum=False` the momentum transform is left out, which equals beta1 = 0.
+"""
+
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+import ninjax as nj
+import optax
+
+from . import nets, utils
+
+f32 = jnp.float32
+i32 = jnp.int32
+sg = jax.lax.stop_gradient
+
+SCALE_INIT = 1e4
+SCALE_MIN, SCALE_MAX = 1e-4, 1e5
+SCALE_PATIENCE = 1000
+MAX_SKIPS = 1000
+
+
+def clip_by_agc(clip=0.3, pmin=1e-3):
+    """Scale each gradient tensor so that its norm is at most clip * max(pmin, param norm)."""
+
+    def init_fn(params):
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None):
+        if not clip:
+            return updates, state
+        if params is None:
+            raise ValueError('clip_by_agc needs the parameters: pass params to update().')
+
+        def fn(update, param):
+            unorm = jnp.linalg.norm(update.astype(f32).ravel())
+            pnorm = jnp.linalg.norm(param.astype(f32).ravel())
+            upper = clip * jnp.maximum(pmin, pnorm)
+            return update * (1 / jnp.maximum(1.0, unorm / upper)).astype(update.dtype)
+
+        return jax.tree.map(fn, updates, params), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_rms(beta=0.999, eps=1e-20):
+    """Divide by the root of a debiased EMA of squared gradients."""
+
+    def init_fn(params):
+        nu = jax.tree.map(lambda x: jnp.zeros(x.shape, f32), params)
+        return jnp.zeros((), i32), nu
+
+    def update_fn(updates, state, params=None):
+        count, nu = state
+        count = optax.safe_int32_increment(count)
+        nu = jax.tree.map(lambda v, g: beta * v + (1 - beta) * jnp.square(g.astype(f32)),
+                          nu, updates)
+        corr = 1 - beta ** count.astype(f32)
+        updates = jax.tree.map(lambda g, v: g / (jnp.sqrt(v / corr) + eps), updates, nu)
+        return updates, (count, nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_momentum(beta=0.9, nesterov=False):
+    """Debiased EMA of the incoming updates (optionally with a Nesterov look-ahead)."""
+
+    def init_fn(params):
+        mu = jax.tree.map(lambda x: jnp.zeros(x.shape, f32), params)
+        return jnp.zeros((), i32), mu
+
+    def update_fn(updates, state, params=None):
+        count, mu = state
+        count = optax.safe_int32_increment(count)
+        k = count.astype(f32)
+        mu = jax.tree.map(lambda m, u: beta * m + (1 - beta) * u.astype(f32), mu, updates)
+        if nesterov:
+            # Look ahead one step: the next moment if the same update arrived again.
+            out = jax.tree.map(
+                lambda m, u: beta * m / (1 - beta ** (k + 1)) + (1 - beta) * u / (1 - beta ** k),
+                mu, updates)
+        else:
+            out = jax.tree.map(lambda m: m / (1 - beta ** k), mu)
+        return out, (count, mu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def add_decayed_weights(wd, regex=r'/kernel$'):
+    """Add wd * param to the update of every parameter whose name matches regex (re.search)."""
+    pattern = re.compile(regex)
+    mask = lambda params: {k: bool(pattern.search(k)) for k in params}
+    return optax.add_decayed_weights(wd, mask)
+
+
+def make_schedule(lr, schedule='const', warmup=0, anneal=0):
+    """Learning rate as a function of the number of previous updates."""
+    lr, warmup, anneal = float(lr), int(warmup), int(anneal)
+    if schedule == 'const':
+        sched = optax.constant_schedule(lr)
+    elif schedule in ('linear', 'cosine'):
+        if anneal <= warmup:
+            raise ValueError(
+                f"Schedule '{schedule}' needs anneal > warmup (got anneal={anneal}, "
+                f'warmup={warmup}): set opt.anneal to the total number of updates.')
+        if schedule == 'linear':
+            sched = optax.linear_schedule(lr, 0.1 * lr, anneal - warmup)
+        else:
+            # alpha is the final fraction: decay to 0.1 * lr (spec 14.13).
+            sched = optax.cosine_decay_schedule(lr, anneal - warmup, alpha=0.1)
+    else:
+        raise ValueError(f"Unknown schedule '{schedule}': use const, linear or cosine.")
+    if warmup:
+        ramp = optax.linear_schedule(0.0, lr, warmup)
+        sched = optax.join_schedules([ramp, sched], [warmup])
+    return sched
+
+
+def make_chain(
+        lr=4e-5, agc=0.3, eps=1e-20, beta1=0.9, beta2=0.999, momentum=True, wd=0.0,
+        schedule='const', warmup=1000, anneal=0, nesterov=False, wdregex=r'/kernel$'):
+    """The optax chain of spec 6.1-6.2 (config keys of `agent.opt`)."""
+    chain = [
+        clip_by_agc(float(agc)),
+        scale_by_rms(float(beta2), float(eps)),
+    ]
+    if momentum:
+        chain.append(scale_by_momentum(float(beta1), nesterov))
+    if wd:
+        chain.append(add_decayed_weights(float(wd), wdregex))
+    chain.append(optax.scale_by_learning_rate(make_schedule(lr, schedule, warmup, anneal)))
+    return optax.chain(*chain)
+
+
+def summarize(counts, depth=1, name='opt'):
+    """Text table of parameter counts grouped by name prefixes up to `depth` components."""
+    groups = {}
+    for key, count in counts.items():
+        parts = key.split('/')
+        for i in range(min(len(parts), depth)):
+            prefix = '/'.join(parts[:i + 1])
+            groups[prefix] = groups.get(prefix, 0) + count
+    lines = [f'Optimizer {name} has {sum(counts.values()):,} parameters:']
+    for prefix, count in sorted(groups.items(), key=lambda x: (-x[1], x[0])):
+        lines.append(f'{count:>14,} {prefix}')
+    return '\n'.join(lines)
+
+
+class Optimizer(nj.Module):
+    """Computes gradients of a scalar float32 loss w.r.t. the float parameters of `modules`
+    and applies an optax chain.
+
+    State entries: `<name>/state/...` (the chain state) and `<name>/step/value` (number of
+    applied updates). With compute dtype float16 the loss is scaled dynamically, non-finite
+    steps are skipped (chain wrapped in optax.apply_if_finite), and the scale is halved on
+    overflow and doubled after 1000 good steps. While creating parameters (nj.init), no
+    gradient is computed: the chain state is initialised with zero gradients instead.
+    """
+
+    summary_depth: int = 1
+
+    def __init__(self, modules, chain):
+        self.modules = list(modules) if isinstance(modules, (list, tuple)) else [modules]
+        self.chain = chain
+        self.step = nj.Variable(jnp.array, 0, i32, name='step')
+        self.scaling = jnp.dtype(nets.COMPUTE_DTYPE) == jnp.float16
+        if self.scaling:
+            self.chain = optax.apply_if_finite(chain, max_consecutive_errors=MAX_SKIPS)
+            self.grad_scale = nj.Variable(jnp.array, SCALE_INIT, f32, name='grad_scale')
+            self.good_steps = nj.Variable(jnp.array, 0, i32, name='good_steps')
+
+    def __call__(self, lossfn, *args, has_aux=False, **kwargs):
+        """Take one optimiser step; returns metrics (and the loss function's aux)."""
+
+        def scaled(*args, **kwargs):
+            out = lossfn(*args, **kwargs)
+            loss, aux = out if has_aux else (out, None)
+            if loss.dtype != f32 or loss.shape != ():
+                raise TypeError(
+                    f'{self.path}: the loss must be a float32 scalar, got {loss.dtype} with '
+                    f'shape {loss.shape}; reduce it with .mean() and cast outputs to float32.')
+            if self.scaling:
+                loss = loss * sg(self.grad_scale.read())
+            return loss, aux
+
+        if nj.creating():
+            loss, aux = scaled(*args, **kwargs)
+            params = self._params()
+            grads = jax.tree.map(jnp.zeros_like, params)
+        else:
+            targets = [re.escape(k) for k in self._params()]
+            loss, params, grads, aux = nj.grad(scaled, targets, has_aux=True)(*args, **kwargs)
+        counts = {k: math.prod(v.shape) for k, v in params.items()}
+        if nj.creating():
+            print(summarize(counts, self.summary_depth, self.name))
+
+        axes = utils.data_axes()
+        if axes:
+            grads = jax.tree.map(lambda g: jax.lax.pmean(g, axes), grads)
+        if self.scaling:
+            inv = 1 / self.grad_scale.read()
+            loss = loss * inv
+            grads = jax.tree.map(lambda g: g * inv, grads)
+
+        state = self.sub('state', nj.Tree, self.chain.init, params)
+        updates, new_state = self.chain.update(grads, state.read(), params)
+        new_params = optax.apply_updates(params, updates)
+        nj.context().update(new_params)
+        state.write(new_state)
+
+        metrics = {}
+        grad_norm = optax.global_norm(grads)
+        if self.scaling:
+            finite = jnp.isfinite(grad_norm)
+            self._update_scale(finite)
+            grad_norm = jnp.where(finite, grad_norm, jnp.nan)
+            self.step.write(self.step.read() + finite.astype(i32))
+            metrics['grad_scale'] = self.grad_scale.read()
+            metrics['grad_overflow'] = (~finite).astype(f32)
+        else:
+            self.step.write(self.step.read() + 1)
+        metrics['loss'] = loss
+        metrics['updates'] = self.step.read()
+        metrics['grad_norm'] = grad_norm
+        metrics['grad_rms'] = nets.rms(grads)
+        metrics['update_rms'] = nets.rms(updates)
+        metrics['param_rms'] = nets.rms(new_params)
+        metrics['param_count'] = jnp.asarray(sum(counts.values()), f32)
+        metrics = {f'{self.name}/{k}': v for k, v in metrics.items()}
+        return (metrics, aux) if has_aux else metrics
+
+    def _params(self):
+        ctx = nj.context()
+        prefixes = tuple(m.path + '/' for m in self.modules)
+        params = {
+            k: v for k, v in ctx.items()
+            if k.startswith(prefixes) and jnp.issubdtype(v.dtype, jnp.floating)}
+        if not params:
+            paths = [m.path for m in self.modules]
+            raise RuntimeError(
+                f'{self.path}: modules {paths} have no float parameters; the loss function '
+                'must use them before the optimizer can train them.')
+        return params
+
+    def _update_scale(self, finite):
+        good = self.good_steps.read()
+        keep = finite & (good < SCALE_PATIENCE)
+        grow = finite & (good >= SCALE_PATIENCE)
+        scale = self.grad_scale.read()
+        scale = jnp.where(grow, 2 * scale, jnp.where(keep, scale, scale / 2))
+        self.grad_scale.write(jnp.clip(scale, SCALE_MIN, SCALE_MAX))
+        self.good_steps.write(jnp.where(keep, good + 1, 0))

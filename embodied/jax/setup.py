@@ -1,0 +1,222 @@
+"""Process-wide JAX configuration: platform, XLA flags, jit, transfer guard, compute dtype.
+
+Environment-based settings (XLA_FLAGS, XLA_PYTHON_CLIENT_PREALLOCATE) only take effect before
+the JAX backend starts. Call `setup()` before any JAX computation; calling it later with
+settings the running backend cannot honour raises a RuntimeError instead of silently
+ignoring them.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+
+from . import nets
+
+GPU_PLATFORMS = ('cuda', 'gpu', 'rocm')
+COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
+
+GPU_FLAGS = (
+    '--xla_disable_hlo_passes=rematerialization',
+    '--xla_gpu_all_gather_combine_threshold_bytes=134217728',
+    '--xla_gpu_all_reduce_combine_threshold_bytes=134217728',
+    '--xla_gpu_enable_all_gather_combine_by_dim=false',
+    '--xla_gpu_enable_highest_priority_async_stream=true',
+    '--xla_gpu_enable_latency_hiding_scheduler=true',
+    '--xla_gpu_enable_pipelined_all_gather=true',
+    '--xla_gpu_enable_pipelined_all_reduce=true',
+    '--xla_gpu_enable_pipelined_reduce_scatter=true',
+    '--xla_gpu_enable_reduce_scatter_combine_by_dim=false',
+    '--xla_gpu_enable_triton_gemm=false',
+    '--xla_gpu_enable_triton_softmax_fusion=false',
+    '--xla_gpu_enable_while_loop_double_buffering=true',
+    '--xla_gpu_graph_level=0',
+    '--xla_gpu_reduce_scatter_combine_threshold_bytes=67108864',
+)
+
+TPU_FLAGS = (
+    '--xla_disable_hlo_passes=rematerialization',
+    '--xla_tpu_megacore_fusion_allow_ags=false',
+    '--xla_enable_async_collective_permute=true',
+    '--xla_tpu_enable_ag_backward_pipelining=true',
+    '--xla_tpu_enable_data_parallel_all_reduce_opt=true',
+    '--xla_tpu_data_parallel_opt_different_sized_ops=true',
+    '--xla_tpu_enable_async_collective_fusion=true',
+    '--xla_tpu_enable_async_collective_fusion_multiple_steps=true',
+    '--xla_tpu_overlap_compute_collective_tc=true',
+    '--xla_enable_async_all_gather=true',
+)
+
+
+def xla_flags(
+        platform=None, deterministic=True, autotune=1, mock_devices=0, xladump='',
+        gpuflags=True, tpuflags=False):
+    """The list of XLA flags that setup() writes to XLA_FLAGS."""
+    flags = [f'--xla_gpu_autotune_level={autotune}']
+    if deterministic:
+        flags.append('--xla_gpu_deterministic_ops=true')
+    if mock_devices:
+        flags.append(f'--xla_force_host_platform_device_count={mock_devices}')
+    if xladump:
+        flags.append(f'--xla_dump_to={xladump}')
+        flags.append('--xla_dump_hlo_as_long_text')
+    if gpuflags and platform in GPU_PLATFORMS:
+        flags += GPU_FLAGS
+    if tpuflags and platform == 'tpu':
+        flags += TPU_FLAGS
+    return flags
+
+
+# Newer XLA removed some flags of the reference set and aborts on unknown flags. When one is
+# missing, its replacement (if any) takes its place.
+REPLACEMENTS = {
+    '--xla_gpu_graph_level': '--xla_gpu_enable_command_buffer=',
+}
+
+_SUPPORTED = {}
+
+
+def supported_flags(flags):
+    """Drop the flags that the installed XLA does not know (probed once in a subprocess)."""
+    flags = tuple(flags)
+    if flags in _SUPPORTED:
+        return list(_SUPPORTED[flags])
+    env = {**os.environ, 'XLA_FLAGS': ' '.join(flags), 'JAX_PLATFORMS': 'cpu'}
+    proc = subprocess.run(
+        [sys.executable, '-c', 'import jax; jax.devices()'], env=env,
+        capture_output=True, text=True, timeout=300)
+    match = re.search(r'Unknown flags in XLA_FLAGS: (.*)', proc.stderr)
+    unknown = set(match.group(1).split()) if match else set()
+    kept = [f for f in flags if f not in unknown]
+    for flag in sorted(unknown):
+        name = flag.split('=', 1)[0]
+        if name in REPLACEMENTS:
+            kept.append(REPLACEMENTS[name])
+    if unknown:
+        print(f'XLA does not know these flags, leaving them out: {" ".join(sorted(unknown))}')
+    _SUPPORTED[flags] = tuple(kept)
+    return kept
+
+
+def merge_flags(existing, flags):
+    """Keep flags from an existing XLA_FLAGS string that `flags` does not set, then `flags`."""
+    names = {f.split('=', 1)[0] for f in flags}
+    kept = [f for f in existing.split() if f.split('=', 1)[0] not in names]
+    return ' '.join(kept + list(flags))
+
+
+def target_env(
+        platform=None, deterministic=True, autotune=1, mock_devices=0, xladump='',
+        gpuflags=True, tpuflags=False, prealloc=True):
+    """Environment variables setup() writes: XLA_FLAGS (merged) and the allocator setting."""
+    flags = xla_flags(
+        platform, deterministic, autotune, mock_devices, xladump, gpuflags, tpuflags)
+    if (gpuflags and platform in GPU_PLATFORMS) or (tpuflags and platform == 'tpu'):
+        flags = supported_flags(flags)
+    return {
+        'XLA_FLAGS': merge_flags(os.environ.get('XLA_FLAGS', ''), flags),
+        'XLA_PYTHON_CLIENT_PREALLOCATE': str(bool(prealloc)).lower(),
+    }
+
+
+def backends_initialized():
+    """Whether a JAX backend has started in this process (works on jax 0.4.33 to 0.10)."""
+    try:
+        from jax._src import xla_bridge
+    except ImportError:  # pragma: no cover
+        return False
+    fn = getattr(xla_bridge, 'backends_are_initialized', None)
+    if fn is not None:
+        return bool(fn())
+    return bool(getattr(xla_bridge, '_backends', None))
+
+
+def _distributed_initialized():
+    try:
+        from jax._src import distributed
+    except ImportError:  # pragma: no cover
+        return False
+    return getattr(distributed.global_state, 'client', None) is not None
+
+
+def _resolve_dtype(compute_dtype):
+    name = compute_dtype if isinstance(compute_dtype, str) else jnp.dtype(compute_dtype).name
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype '{name}' is not supported: use one of {COMPUTE_DTYPES}.")
+    return getattr(jnp, name)
+
+
+def _check_running_backend(platform, mock_devices, env):
+    """Raise if the already running backend contradicts the requested settings."""
+    hint = ('Call embodied.jax.setup() before any JAX computation, or run in a fresh process.')
+    running = jax.default_backend()
+    if platform:
+        wanted = 'gpu' if platform in GPU_PLATFORMS else platform
+        if running != wanted:
+            raise RuntimeError(
+                f"JAX already runs on platform '{running}' but setup() asks for '{platform}'. "
+                + hint)
+    if mock_devices and running == 'cpu' and jax.device_count() != mock_devices:
+        raise RuntimeError(
+            f'JAX already runs with {jax.device_count()} CPU devices but setup() asks for '
+            f'mock_devices={mock_devices}. ' + hint)
+    if running != 'cpu':
+        # On accelerators the flags and the allocator setting matter, so they must match.
+        for key, value in env.items():
+            if os.environ.get(key, '') != value:
+                raise RuntimeError(
+                    f"JAX already started with {key}='{os.environ.get(key, '')}' but setup() "
+                    f"needs '{value}'. " + hint)
+
+
+def setup(
+        platform=None, compute_dtype='bfloat16', mock_devices=0, prealloc=True, jit=True,
+        debug=False, transfer_guard=True, deterministic=True, autotune=1, gpuflags=True,
+        tpuflags=False, xladump='', debug_nans=False, process_id=-1, num_processes=1,
+        coordinator_address='', compilation_cache=True):
+    """Configure JAX for this process (spec 10.1) and set nets.COMPUTE_DTYPE."""
+    dtype = _resolve_dtype(compute_dtype)
+    env = target_env(
+        platform, deterministic, autotune, mock_devices, xladump, gpuflags, tpuflags, prealloc)
+    if backends_initialized():
+        _check_running_backend(platform, mock_devices, env)
+    else:
+        if xladump:
+            import elements
+            elements.Path(xladump).mkdir()
+        os.environ.update(env)
+        if platform:
+            jax.config.update('jax_platforms', platform)
+    if deterministic:
+        os.environ['TF_CUDNN_DETERMINISTIC'] = '1'
+
+    jax.config.update('jax_disable_most_optimizations', bool(debug))
+    jax.config.update('jax_disable_jit', not jit)
+    # The guard would reject the implicit transfers of eager (jit=False) execution, and
+    # debug_nans re-runs ops eagerly, so only enable it for jitted runs.
+    guard = 'disallow' if (transfer_guard and jit and not debug_nans) else 'allow'
+    jax.config.update('jax_transfer_guard', guard)
+    jax.config.update('jax_debug_nans', bool(debug_nans))
+    jax.config.update('jax_enable_compilation_cache', bool(compilation_cache))
+
+    if num_processes > 1 and platform != 'tpu' and not _distributed_initialized():
+        if process_id < 0 or not coordinator_address:
+            raise ValueError(
+                f'Multi-host setup with num_processes={num_processes} needs process_id >= 0 '
+                f"(got {process_id}) and a coordinator_address (got '{coordinator_address}').")
+        if backends_initialized():
+            raise RuntimeError(
+                'jax.distributed must start before the JAX backend: call embodied.jax.setup() '
+                'before any JAX computation.')
+        if platform == 'cpu':
+            try:
+                jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+            except (AttributeError, ValueError):  # pragma: no cover
+                pass
+        jax.distributed.initialize(coordinator_address, num_processes, process_id)
+        print(f'JAX multi-host: process {jax.process_index()} of {jax.process_count()}.')
+
+    nets.COMPUTE_DTYPE = dtype
