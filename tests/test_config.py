@@ -24,6 +24,9 @@ ADDED_KEYS = {
     'jax.ckpt_chunksize': -1,
     'jax.precompile': True,
     'env.atari.length': 108000,
+    'env.dmc.log_image': False,
+    'env.loconav.log_image': False,
+    'env.gym.obs_key': 'image',
 }
 
 

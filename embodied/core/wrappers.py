@@ -232,6 +232,9 @@ class ActionRepeat(Wrapper):
         reward = 0.0
         for _ in range(self._repeat):
             obs = self.env.step(action)
+            if obs['is_first']:
+                # The env reset itself after an earlier last step: report the new episode.
+                return obs
             reward += obs['reward']
             if obs['is_last'] or obs['is_terminal']:
                 break

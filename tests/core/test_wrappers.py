@@ -191,6 +191,8 @@ def test_action_repeat_sums_rewards_and_stops_on_last():
     assert obs['count'] == 3 and obs['reward'] == 3.0 and obs['reward'].dtype == np.float32
     obs = env.step(dummy_action())  # only two steps remain before the last one
     assert obs['count'] == 5 and obs['reward'] == 2.0 and obs['is_last']
+    obs = env.step(dummy_action())  # the env resets itself: the new episode shows at once
+    assert obs['is_first'] and obs['count'] == 0 and obs['reward'] == 0
 
 
 def test_time_limit_marks_last_and_resets():

@@ -1,0 +1,159 @@
+"""Maps suite names to environment constructors, importing each adapter only when asked for.
+
+`load(suite)` returns the constructor for a suite; `make_env` calls it as `ctor(task, **kwargs)`
+with the task name after the first underscore of `config.task`. A suite whose third-party package
+cannot be imported raises `MissingSuiteError`, which says what to install.
+"""
+
+import importlib
+import os
+
+# suite -> (adapter module, constructor name)
+SUITES = {
+    'dummy': ('embodied.envs.dummy', 'Dummy'),
+    'gym': ('embodied.envs.from_gym', 'FromGym'),
+    'dm': ('embodied.envs.from_dm', 'FromDM'),
+    'crafter': ('embodied.envs.crafter', 'Crafter'),
+    'dmc': ('embodied.envs.dmc', 'DMC'),
+    'atari': ('embodied.envs.atari', 'Atari'),
+    'atari100k': ('embodied.envs.atari', 'Atari'),
+    'dmlab': ('embodied.envs.dmlab', 'DMLab'),
+    'minecraft': ('embodied.envs.minecraft', 'Minecraft'),
+    'loconav': ('embodied.envs.loconav', 'LocoNav'),
+    'pinpad': ('embodied.envs.pinpad', 'PinPad'),
+    'procgen': ('embodied.envs.procgen', 'ProcGen'),
+    'bsuite': ('embodied.envs.bsuite', 'BSuite'),
+    'memmaze': ('embodied.envs.memmaze', 'MemoryMaze'),
+}
+
+# suite -> Python modules its adapter needs, checked in this order by `load`.
+SUITE_MODULES = {
+    'dummy': (),
+    'pinpad': (),
+    'gym': ('gymnasium',),
+    'dm': ('dm_env',),
+    'crafter': ('crafter',),
+    'dmc': ('mujoco', 'dm_control'),
+    'atari': ('ale_py',),
+    'atari100k': ('ale_py',),
+    'dmlab': ('deepmind_lab',),
+    'minecraft': ('minerl',),
+    'loconav': ('mujoco', 'dm_control', 'labmaze'),
+    'procgen': ('procgen',),
+    'bsuite': ('dm_env', 'bsuite'),
+    'memmaze': ('memory_maze', 'gym'),
+}
+
+# suite -> name of the `dreamerv3[...]` extra that installs its packages (None: nothing needed,
+# or not installable with pip; see SYSTEM_REQUIREMENTS).
+SUITE_EXTRAS = {
+    'dummy': None,
+    'pinpad': None,
+    'gym': 'gym',
+    'dm': 'dm',
+    'crafter': 'crafter',
+    'dmc': 'dmc',
+    'atari': 'atari',
+    'atari100k': 'atari',
+    'dmlab': None,
+    'minecraft': None,
+    'loconav': 'dmc',
+    'procgen': 'procgen',
+    'bsuite': 'bsuite',
+    'memmaze': 'memmaze',
+}
+
+# Suites whose packages pip cannot install on its own: what the user has to do instead.
+SYSTEM_REQUIREMENTS = {
+    'dmlab': (
+        'DeepMind Lab is not on the Python package index; build the `deepmind_lab` Python '
+        'package from source (the deepmind/lab repository, docs/users/build.md) and install '
+        'the wheel it produces into this environment.'),
+    'minecraft': (
+        'MineRL 0.4.4 is needed (`pip install minerl==0.4.4`); its build needs JDK 8 and '
+        'internet access to download Gradle and Minecraft, so install it on a machine that '
+        'has both.'),
+}
+
+# Extra hints for suites with known installation traps.
+SUITE_HINTS = {
+    'dmc': (
+        'dm-control 1.0.50 breaks with mujoco 4 (`flex_vertedge` errors); keep mujoco<4. '
+        'Rendering also needs the system libraries libegl1 libegl-mesa0 libgl1-mesa-dri '
+        '(MUJOCO_GL=egl) or libosmesa6 (MUJOCO_GL=osmesa).'),
+    'loconav': 'Keep mujoco<4 next to dm-control 1.0.50.',
+    'procgen': (
+        'procgen-mirror requires numpy<2, which conflicts with recent JAX; use a separate '
+        'environment or install it with --no-deps next to numpy 2 (gym3, gym==0.26.2 '
+        'installed by hand).'),
+    'memmaze': 'memory-maze imports the old `gym` package (gym==0.26.2) and needs mujoco<4.',
+}
+
+# Suites for which this reimplementation has no adapter, with the reason.
+UNSUPPORTED = {
+    'langroom': 'the reference lists it but ships no module for it (spec section 14, item 34)',
+}
+
+
+class MissingSuiteError(ImportError):
+    """A suite's third-party package is not importable; the message says what to install."""
+
+    def __init__(self, suite, module, cause=None, message=None):
+        self.suite = suite
+        self.module = module
+        if message is None:
+            reason = f' ({type(cause).__name__}: {cause})' if cause is not None else ''
+            if suite in SYSTEM_REQUIREMENTS:
+                action = SYSTEM_REQUIREMENTS[suite]
+            elif SUITE_EXTRAS.get(suite):
+                action = f"Install it with: pip install 'dreamerv3[{SUITE_EXTRAS[suite]}]'"
+            else:
+                action = f'Install the package that provides `{module}`.'
+            hint = f'\nNote: {SUITE_HINTS[suite]}' if suite in SUITE_HINTS else ''
+            message = (
+                f"Environment suite '{suite}' needs the Python module '{module}', which could "
+                f'not be imported{reason}. {action}{hint}')
+        super().__init__(message, name=module)
+
+    def __reduce__(self):
+        # Keeps the error intact when a driver subprocess sends it back to the main process.
+        return type(self), (self.suite, self.module, None, str(self))
+
+
+def suites():
+    """Names of all suites that `load` accepts, sorted."""
+    return sorted(SUITES)
+
+
+def require(suite, module):
+    """Import and return `module`, raising MissingSuiteError (naming `suite`) if that fails."""
+    if suite in ('dmc', 'loconav', 'memmaze'):
+        default_mujoco_gl()
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        if isinstance(e, MissingSuiteError):
+            raise
+        raise MissingSuiteError(suite, module, e) from e
+
+
+def default_mujoco_gl():
+    """Select EGL rendering for MuJoCo unless the user chose a backend (must precede imports)."""
+    # The GLFW default needs a display; EGL renders headless on the CPU (llvmpipe) or the GPU.
+    os.environ.setdefault('MUJOCO_GL', 'egl')
+
+
+def load(suite):
+    """Return the environment constructor of `suite`, checking that its packages import."""
+    if suite not in SUITES:
+        if suite in UNSUPPORTED:
+            raise ValueError(
+                f"Environment suite '{suite}' is not supported: {UNSUPPORTED[suite]}. "
+                f"Choose one of: {', '.join(suites())}.")
+        raise ValueError(
+            f"Unknown environment suite '{suite}'. The task must look like <suite>_<name> with "
+            f"suite one of: {', '.join(suites())}.")
+    for module in SUITE_MODULES[suite]:
+        require(suite, module)
+    module, name = SUITES[suite]
+    return getattr(importlib.import_module(module), name)
