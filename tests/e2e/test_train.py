@@ -15,7 +15,8 @@ LOSSES = (
 def main(logdir, *flags):
     cmd = [
         sys.executable, '-m', 'dreamerv3.main', '--configs', 'debug',
-        '--jax.platform', 'cpu', '--logdir', str(logdir), *flags]
+        '--jax.platform', 'cpu', '--logdir', str(logdir), '--jax.precompile', 'False',
+        '--run.envs', '2', *flags]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 

@@ -1,0 +1,99 @@
+"""Shared fixtures for the DreamerV3 model tests: spaces, configs, batches, compute dtype."""
+
+import contextlib
+import pathlib
+
+import elements
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import ruamel.yaml as yaml
+
+from embodied.jax import nets
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+S = elements.Space
+
+
+def dummy_spaces():
+    """Observation and action spaces of the dummy_disc task after wrapping (spec 12.2)."""
+    obs_space = {
+        'image': S(np.uint8, (64, 64, 3)),
+        'vector': S(np.float32, (7,)),
+        'token': S(np.int32, (), 0, 256),
+        'count': S(np.float32, (), 0, 100),
+        'float2d': S(np.float32, (4, 5)),
+        'int2d': S(np.int32, (2, 3), 0, 4),
+        'reward': S(np.float32),
+        'is_first': S(bool),
+        'is_last': S(bool),
+        'is_terminal': S(bool),
+    }
+    act_space = {
+        'act_disc': S(np.int32, (), 0, 5),
+        'act_cont': S(np.float32, (6,), -1, 1),
+    }
+    return obs_space, act_space
+
+
+def load_config(*presets, **overrides):
+    """Agent config as dreamerv3.agent.Agent receives it: defaults, then presets, then flags."""
+    blocks = yaml.YAML(typ='safe').load((ROOT / 'configs' / 'dreamerv3.yaml').read_text())
+    config = elements.Config(blocks['defaults'])
+    for name in presets:
+        config = config.update(blocks[name])
+    config = config.update(overrides)
+    keys = (
+        'logdir', 'seed', 'jax', 'batch_size', 'batch_length', 'replay_context',
+        'report_length', 'replica', 'replicas')
+    return elements.Config(**config.agent, **{k: config[k] for k in keys})
+
+
+def random_batch(spaces, batch, length, seed=0):
+    """Random (batch, length, ...) numpy arrays for every space (is_first only at t=0)."""
+    rng = np.random.default_rng(seed)
+    data = {}
+    for key, space in spaces.items():
+        shape = (batch, length, *space.shape)
+        if space.dtype == bool:
+            value = np.zeros(shape, bool)
+        elif np.issubdtype(space.dtype, np.integer):
+            value = rng.integers(space.low, space.high, shape).astype(space.dtype)
+        else:
+            low = np.maximum(space.low, -3.0)
+            high = np.minimum(space.high, 3.0)
+            value = rng.uniform(low, high, shape).astype(space.dtype)
+        data[key] = value
+    if 'is_first' in data:
+        data['is_first'][:, 0] = True
+    return data
+
+
+def read_flag(name):
+    """Current value of a JAX config flag (attribute or read(), depending on flag and version)."""
+    try:
+        return getattr(jax.config, name)
+    except AttributeError:
+        return jax.config.read(name)
+
+
+@contextlib.contextmanager
+def compute_dtype(dtype):
+    """Set the compute dtype and fast (unoptimised) XLA compiles; restore both afterwards."""
+    previous = nets.COMPUTE_DTYPE, read_flag('jax_disable_most_optimizations')
+    nets.COMPUTE_DTYPE = dtype
+    # These programs are tiny; compiling them dominates the test time.
+    jax.config.update('jax_disable_most_optimizations', True)
+    try:
+        yield dtype
+    finally:
+        nets.COMPUTE_DTYPE = previous[0]
+        jax.config.update('jax_disable_most_optimizations', previous[1])
+
+
+@pytest.fixture(scope='module')
+def float32():
+    """Float32 activations for the module's tests (fastest to compile on CPU)."""
+    with compute_dtype(jnp.float32):
+        yield jnp.float32

@@ -1,0 +1,74 @@
+"""dreamerv3.agent.Agent through the JAX agent wrapper: act, train, report, save and load."""
+
+import jax
+import numpy as np
+import pytest
+from conftest import dummy_spaces, load_config, random_batch, read_flag
+
+from embodied.jax import nets
+
+FLAGS = (
+    'jax_disable_most_optimizations', 'jax_disable_jit', 'jax_transfer_guard',
+    'jax_debug_nans', 'jax_enable_compilation_cache')
+B, T = 2, 4
+
+
+@pytest.fixture(scope='module')
+def agent(tmp_path_factory):
+    """Debug-preset agent without images, in float32 (fastest to compile; test_agent covers
+    images and bfloat16); restores the global JAX settings that the agent's setup() changes."""
+    from dreamerv3.agent import Agent
+    previous = nets.COMPUTE_DTYPE, {k: read_flag(k) for k in FLAGS}
+    obs_space, act_space = dummy_spaces()
+    del obs_space['image']
+    config = load_config('debug', **{
+        'logdir': str(tmp_path_factory.mktemp('logdir')),
+        'batch_size': B, 'batch_length': T, 'report_length': T,
+        'jax.compilation_cache': False, 'jax.compute_dtype': 'float32'})
+    yield Agent(obs_space, act_space, config)
+    nets.COMPUTE_DTYPE = previous[0]
+    for key, value in previous[1].items():
+        jax.config.update(key, value)
+
+
+def batches(agent, length):
+    spaces = {**agent.obs_space, **agent.act_space, **agent.model.ext_space}
+    for seed in range(100):
+        data = random_batch(spaces, B, length, seed)
+        data['consec'][:] = 0
+        data['dyn/stoch'] = np.eye(4, dtype=np.float32)[np.zeros((B, length, 2), int)]
+        yield data
+
+
+def test_policy_train_report_save_load(agent):
+    obs = {k: v[:, 0] for k, v in next(batches(agent, 1)).items() if k in agent.obs_space}
+    carry = agent.init_policy(B)
+    assert len(carry) == B
+    carry, act, outs = agent.policy(carry, obs, mode='train')
+    assert act['act_disc'].shape == (B,) and act['act_cont'].shape == (B, 6)
+    assert set(outs) == {'dyn/deter', 'dyn/stoch'}
+    assert outs['dyn/deter'].dtype == np.float32 and outs['dyn/deter'].shape == (B, 8)
+
+    stream = agent.stream(batches(agent, T + 1))
+    carry = agent.init_train(B)
+    carry, outs, metrics = agent.train(carry, next(stream))
+    assert outs == {} and metrics == {}  # results arrive one call late
+    carry, outs, metrics = agent.train(carry, next(stream))
+    assert set(outs['replay']) == {'stepid', 'priority', 'dyn/deter', 'dyn/stoch'}
+    assert outs['replay']['dyn/deter'].shape == (B, T, 8)
+    assert np.isfinite(metrics['loss/vector']) and 'opt/grad_norm' in metrics
+
+    _, metrics = agent.report(agent.init_report(B), next(stream))
+    assert np.isfinite(metrics['loss/dyn']) and 'params/summary' in metrics
+    assert not any(k.startswith('openloop/') for k in metrics)
+
+    saved = agent.save()
+    assert saved['counters']['updates'] == 2
+    assert set(saved['params']) == set(agent.params)
+    assert {'dyn/dyngru/kernel', 'enc/mlp0/kernel', 'slowval/mlp/linear0/kernel'} <= set(
+        saved['params'])
+    agent.load(saved)
+    np.testing.assert_array_equal(agent.save()['params']['dyn/dyngru/kernel'],
+                                  saved['params']['dyn/dyngru/kernel'])
+    carry, act, _ = agent.policy(agent.init_policy(B), obs)
+    assert ((act['act_disc'] >= 0) & (act['act_disc'] < 5)).all()
