@@ -27,11 +27,12 @@ def main(argv=None):
         print(help_text)
         return
     print(BANNER)
+    from embodied import SetupError
     from embodied.run.checkpoints import CheckpointError
 
     try:
         run(config)
-    except (configlib.ConfigError, CheckpointError) as e:
+    except (configlib.ConfigError, CheckpointError, SetupError) as e:
         fail(str(e))
 
 

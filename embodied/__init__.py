@@ -3,5 +3,5 @@
 `import embodied` never imports JAX; the JAX half lives in `embodied.jax`.
 """
 
-from .core import *  # noqa: F401,F403
 from . import envs, run  # noqa: F401,E402
+from .core import *  # noqa: F401,F403

@@ -82,3 +82,7 @@ class Wrapper:
             raise ValueError(
                     f"'{type(self.env).__name__}' wrapped by '{type(self).__name__}' "
                     f"has no attribute '{name}'")
+
+
+class SetupError(RuntimeError):
+    """The run cannot start as configured; the message says which setting to change."""

@@ -25,6 +25,7 @@ import numpy as np
 
 import embodied
 from embodied.core import streams
+from embodied.core.base import SetupError
 
 from . import transform as tf
 from .setup import setup
@@ -277,9 +278,11 @@ class Agent(embodied.Agent):
         options = self.jaxcfg
         available = jax.devices()
         if options.expect_devices > 0 and len(available) != options.expect_devices:
-            raise RuntimeError(
-                f'Expected {options.expect_devices} JAX devices (jax.expect_devices) but found '
-                f'{len(available)}: {available}. Fix the device setup or the config.')
+            raise SetupError(
+                f'Wrong number of devices: expected {options.expect_devices} JAX devices '
+                f'(jax.expect_devices) but found {len(available)}: {available}. Match '
+                '--jax.expect_devices to the machine, or pass --jax.expect_devices 0 to skip '
+                'the check.')
         local_count = jax.local_device_count()
         per_process = [
             sorted([d for d in available if d.process_index == p], key=lambda d: d.id)
@@ -289,7 +292,7 @@ class Agent(embodied.Agent):
             indices = [int(i) for i in indices]
             for i in indices:
                 if not 0 <= i < local_count:
-                    raise ValueError(
+                    raise SetupError(
                         f'jax.{name} contains device index {i} but each process has '
                         f'{local_count} local devices (indices 0..{local_count - 1}).')
             return [devices[i] for devices in per_process for i in indices]

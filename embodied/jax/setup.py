@@ -220,3 +220,25 @@ def setup(
         print(f'JAX multi-host: process {jax.process_index()} of {jax.process_count()}.')
 
     nets.COMPUTE_DTYPE = dtype
+    if platform:
+        check_platform(platform)
+
+
+def check_platform(platform):
+    """Start the backend and raise a SetupError that says what to do if it is missing."""
+    from embodied.core.base import SetupError
+
+    try:
+        devices = jax.devices()
+    except (RuntimeError, AssertionError) as e:
+        hints = {
+            'cuda': "install the CUDA build with pip install -e '.[cuda12]'",
+            'gpu': "install the CUDA build with pip install -e '.[cuda12]'",
+            'tpu': "install the TPU build with pip install 'jax[tpu]'",
+        }
+        hint = hints.get(platform, 'check the JAX installation')
+        detail = f' ({e})' if str(e) else ''
+        raise SetupError(
+            f"JAX platform '{platform}' is not available on this machine{detail}. "
+            f'Either {hint}, or run on the CPU with --jax.platform cpu.') from e
+    return devices

@@ -35,6 +35,11 @@ def load_agent(agent, path, regex=''):
         raise CheckpointError(f"Checkpoint '{folder}' holds no agent.") from e
     except ValueError as e:
         raise CheckpointError(str(e)) from e
+    except (TypeError, AttributeError) as e:
+        raise CheckpointError(
+            f"Checkpoint '{folder}' holds agent data this agent cannot read ({e}); it was "
+            'probably written by another kind of agent, e.g. one run with --random_agent True.'
+        ) from e
 
 
 def load_or_save(checkpoint, directory):

@@ -55,7 +55,14 @@ class ScopeFilter:
         self.output([item for item in summaries if self.supported(item[2])])
 
     def wait(self):
-        return self.output.wait() if hasattr(self.output, 'wait') else None
+        """Wait for pending writes, including the files Scope encodes in its own threads."""
+        if hasattr(self.output, 'wait'):
+            self.output.wait()
+        writer = getattr(self.output, 'writer', None)
+        if getattr(writer, 'futures', None) is not None:
+            # Scope's flush returns before its pool has written the files; logger.close()
+            # should leave complete files behind.
+            list(writer.futures)
 
     @staticmethod
     def supported(value):

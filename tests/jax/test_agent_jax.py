@@ -395,10 +395,10 @@ def test_disabled_policy_raises_and_profiler_writes_trace(other):
 
 def test_expect_devices_mismatch_raises(tmp_path):
     config = make_config(tmp_path, expect_devices=5)
-    with pytest.raises(RuntimeError, match=r'Expected 5 JAX devices .* found 1'):
+    with pytest.raises(embodied.SetupError, match=r'expected 5 JAX devices .* found 1'):
         embodied.jax.Agent(ToyModel, OBS_SPACE, ACT_SPACE, config)
     config = make_config(tmp_path, train_devices=[3])
-    with pytest.raises(ValueError, match='device index 3 .* 1 local devices'):
+    with pytest.raises(embodied.SetupError, match='device index 3 .* 1 local devices'):
         embodied.jax.Agent(ToyModel, OBS_SPACE, ACT_SPACE, config)
 
 
