@@ -133,6 +133,7 @@ def make_args(config):
         consec_train=config.consec_train,
         consec_report=config.consec_report,
         replay_context=config.replay_context,
+        video_fps=config.logger.fps,
     )
 
 
@@ -148,11 +149,15 @@ def make_agent(config):
         return embodied.RandomAgent(obs_space, act_space)
     from .agent import Agent
 
+    jaxcfg = config.jax
+    if jaxcfg.num_processes > 1 and jaxcfg.process_id < 0:
+        # On a cluster the replica index (JOB_COMPLETION_INDEX) is the JAX process id.
+        jaxcfg = jaxcfg.update(process_id=config.replica)
     return Agent(obs_space, act_space, elements.Config(
         **config.agent,
         logdir=config.logdir,
         seed=config.seed,
-        jax=config.jax,
+        jax=jaxcfg,
         batch_size=config.batch_size,
         batch_length=config.batch_length,
         replay_context=config.replay_context,

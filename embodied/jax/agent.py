@@ -274,6 +274,15 @@ class Agent(embodied.Agent):
                 self._policy_params = self._copy_policy_params()
                 self._pending_sync = None
 
+    def agree(self, flag):
+        """Process 0's value of `flag` on every process, so collective calls stay in step."""
+        if jax.process_count() == 1:
+            return bool(flag)
+        from jax.experimental import multihost_utils
+
+        with jax.transfer_guard('allow'):
+            return bool(multihost_utils.broadcast_one_to_all(np.asarray(bool(flag))))
+
     def _setup_devices(self):
         options = self.jaxcfg
         available = jax.devices()

@@ -68,7 +68,8 @@ def train(make_agent, make_replay, make_env, make_stream, make_logger, args):
         logger.add(replay.stats(), prefix='replay')
         logger.add(usage.stats(), prefix='usage')
         logger.add({'fps/policy': policy_fps.result(), 'fps/train': train_fps.result()})
-        logger.add({'timer': elements.timer.stats()['summary']})
+        # The summary is missing when logger.timer disabled the timer.
+        logger.add({'timer': elements.timer.stats().get('summary', '')})
         logger.write()
 
     checkpoint = elements.Checkpoint(logdir / 'ckpt')
@@ -81,15 +82,17 @@ def train(make_agent, make_replay, make_env, make_stream, make_logger, args):
 
     print(f'Training from step {int(step)} to {int(args.steps)}.')
     policy = lambda *a: agent.policy(*a, mode='train')
+    # Reports and saves are collective in multi-host JAX: every process follows process 0.
+    agree = getattr(agent, 'agree', bool)
     driver.reset(agent.init_policy)
     try:
         while step < args.steps:
             driver(policy, steps=10)
-            if should_report(step) and len(replay):
+            if agree(should_report(step)) and len(replay):
                 reportfn()
             if should_log(step):
                 logfn()
-            if should_save(step):
+            if agree(should_save(step)):
                 checkpoint.save()
         # Saving at the end lets the same command with more steps continue from here.
         checkpoint.save()

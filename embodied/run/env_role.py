@@ -1,0 +1,108 @@
+"""Env role of the parallel script: step one env with actions from the actor server."""
+
+import os
+
+import elements
+import numpy as np
+import portal
+
+from ..core import clock
+from . import remote
+
+
+def run(make_env, env_id, args, is_eval):
+    """Step env `env_id` until the actor says the run has ended; returns 0.
+
+    The env sends each observation (plus `envid` and `is_eval`) to the actor's `act` method
+    (`act_eval` for eval envs) and executes the returned action. After a last step, and at the
+    start, the action is a random reset action. On a lost connection it reconnects and resets.
+    """
+    env = make_env(env_id)
+    print(f'Env {env_id} ({"eval" if is_eval else "train"}) started in process {os.getpid()}.')
+    act_space = {k: v for k, v in env.act_space.items() if k != 'reset'}
+    method = 'act_eval' if is_eval else 'act'
+    actor = portal.Client(args.actor_addr, f'Env{env_id}Actor', autoconn=False)
+    actor.connect()
+    reporter = Reporter(env_id, args) if env_id == 0 else None
+    done = True
+    act = None
+    try:
+        while True:
+            if done:
+                act = {k: v.sample() for k, v in act_space.items()}
+                act['reset'] = True
+            with elements.timer.section('env_step'):
+                obs = env.step(act)
+            obs = {k: np.asarray(v) for k, v in obs.items()}
+            if reporter:
+                reporter.step(obs)
+            obs['envid'] = np.int32(env_id)
+            obs['is_eval'] = np.bool_(is_eval)
+            try:
+                with elements.timer.section('env_wait'):
+                    reply = request(actor, method, obs, env_id)
+            except portal.Disconnected:
+                print(f'Env {env_id} lost the actor; reconnecting and resetting.')
+                actor.connect()
+                done = True
+                continue
+            if reply is None or bool(reply.pop('stop')):
+                print(f'Env {env_id} stops because the run has ended.')
+                return 0
+            act = reply
+            done = bool(obs['is_last'])
+    finally:
+        if reporter:
+            reporter.close()
+        actor.close()
+        env.close()
+
+
+def request(actor, method, obs, env_id, poll=remote.POLL):
+    """The actor's reply to `obs`, or None once the actor reports that the run has ended."""
+    future = actor.call(method, obs)
+    while True:
+        try:
+            return future.result(timeout=poll)
+        except TimeoutError:
+            pass
+        # The reply may wait for a batch that never fills once other envs have stopped.
+        try:
+            if actor.call('stopping', np.int32(env_id)).result(timeout=poll):
+                return None
+        except TimeoutError:
+            pass
+
+
+class Reporter:
+    """Env 0 prints its episodes and sends env throughput, timer and usage to the logger."""
+
+    def __init__(self, env_id, args):
+        self.env_id = env_id
+        self.logger = portal.Client(args.logger_addr, f'Env{env_id}Logger', maxinflight=8)
+        self.should_log = clock.LocalClock(args.log_every)
+        self.usage = elements.Usage(**args.usage)
+        self.fps = elements.FPS()
+        self.score = 0.0
+        self.length = 0
+
+    def step(self, obs):
+        """Count one env step and print the episode when it ends."""
+        self.fps.step()
+        if obs['is_first']:
+            self.score, self.length = 0.0, 0
+        else:
+            self.length += 1
+        self.score += float(obs['reward'])
+        if obs['is_last']:
+            print(f'Env {self.env_id} episode: length {self.length}, score {self.score:.1f}')
+        if self.should_log():
+            metrics = {'fps/env': self.fps.result()}
+            metrics.update(remote.prefixed(self.usage.stats(), 'usage/env'))
+            metrics.update(remote.prefixed(self.logger.stats(), 'client/env_logger'))
+            metrics['timer/env'] = remote.timer_summary()
+            self.logger.add(metrics)
+
+    def close(self):
+        """Close the logger connection."""
+        self.logger.close()

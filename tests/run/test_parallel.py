@@ -1,0 +1,153 @@
+"""The `parallel` script from the command line: it stops by itself, resumes, and fails fast."""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import portal
+import psutil
+from runhelpers import checkpoint, command, keys, metrics
+
+FLAGS = (
+    '--script', 'parallel', '--random_agent', 'True', '--run.envs', '2', '--run.eval_envs', '1',
+    '--run.log_every', '1')
+
+
+class Run:
+    """A command line run that records its output lines and every descendant process."""
+
+    def __init__(self, logdir, *flags):
+        self.start = time.monotonic()
+        self.proc = subprocess.Popen(
+            command(logdir, *flags), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        self.pids = set()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.watcher = threading.Thread(target=self._watch, daemon=True)
+        self.watcher.start()
+
+    def wait(self, timeout):
+        """Wait for the exit; returns the exit code."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise TimeoutError(f'No exit within {timeout}s:\n{self.text[-4000:]}') from None
+        self.reader.join(timeout=10)
+        self.watcher.join(timeout=10)
+        return self.proc.returncode
+
+    def find(self, pattern, timeout):
+        """Wait for an output line matching `pattern`; returns the match."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                match = re.search(pattern, line)
+                if match:
+                    return match
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f'No line matches {pattern!r}:\n{self.text[-4000:]}')
+
+    def alive(self):
+        """Recorded descendants that still run."""
+        result = []
+        for pid in self.pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    result.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return result
+
+    @property
+    def text(self):
+        return ''.join(self.lines)
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def _watch(self):
+        parent = psutil.Process(self.proc.pid)
+        while self.proc.poll() is None:
+            try:
+                self.pids.update(p.pid for p in parent.children(recursive=True))
+            except psutil.NoSuchProcess:
+                pass
+            time.sleep(0.1)
+
+
+def test_stops_at_the_step_limit_and_resumes(tmp_path):
+    # One test, so that parallel workers do not each repeat the first run.
+    run = Run(tmp_path, *FLAGS, '--run.steps', '250')
+    assert run.wait(timeout=180) == 0, run.text[-4000:]
+    # Main process: logger, replay, 3 envs and the actor's batcher at least.
+    assert len(run.pids) >= 6
+    assert run.alive() == []
+    assert 'Reached' in run.text and 'Parallel run finished.' in run.text
+    step = checkpoint(tmp_path / 'ckpt' / 'logger', 'step')
+    assert step >= 250
+
+    names = keys(tmp_path)
+    for name in ('episode/score', 'episode/length', 'fps/policy', 'fps/env', 'fps/train',
+                 'replay/items', 'replay_eval/items', 'limiter/insert_wait_frac',
+                 'parallel/ep_starts'):
+        assert name in names, sorted(names)
+    lengths = [r['episode/length'] for r in metrics(tmp_path) if 'episode/length' in r]
+    assert set(lengths) == {100}  # env steps of a dummy episode: transitions - 1
+    assert (tmp_path / 'ckpt' / 'agent' / 'latest').exists()
+    size = checkpoint(tmp_path / 'ckpt' / 'replay', 'limiter')['size']
+    assert size > 0
+    assert list((tmp_path / 'replay').glob('*.npz'))
+    assert list((tmp_path / 'replay_eval').glob('*.npz'))
+
+    # The same command with more steps continues the step counter, replay and limiter.
+    before = len(metrics(tmp_path))
+    items_before = [r['replay/items'] for r in metrics(tmp_path) if 'replay/items' in r][-1]
+    run = Run(tmp_path, *FLAGS, '--run.steps', str(step + 50))
+    assert run.wait(timeout=180) == 0, run.text[-4000:]
+    assert run.alive() == []
+    assert checkpoint(tmp_path / 'ckpt' / 'logger', 'step') >= step + 50
+    assert checkpoint(tmp_path / 'ckpt' / 'replay', 'limiter')['size'] >= size + 50
+    records = metrics(tmp_path)[before:]
+    assert records and min(r['step'] for r in records) >= step
+    items = [r['replay/items'] for r in records if 'replay/items' in r]
+    assert items[0] >= items_before > 0
+
+
+def test_killed_env_stops_the_run_with_its_name(tmp_path):
+    run = Run(tmp_path, *FLAGS, '--run.steps', '1e6')
+    pid = int(run.find(r'Env 1 \(train\) started in process (\d+)', timeout=120).group(1))
+    run.find(r'Agent Step [1-9]', timeout=60)
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    code = run.wait(timeout=60)
+    assert code != 0
+    assert time.monotonic() - killed < 30
+    assert "'env1' crashed with exit code -9" in run.text
+    assert run.alive() == []
+
+
+def test_roles_started_separately_find_each_other_and_stop(tmp_path):
+    addresses = []
+    for key in ('actor_addr', 'replay_addr', 'logger_addr'):
+        addresses += [f'--run.{key}', f'localhost:{portal.free_port()}']
+    flags = (*FLAGS, '--run.steps', '100', *addresses)
+    runs = [
+        Run(tmp_path, *flags, '--run.remote_replay', 'True', '--run.remote_envs', 'True'),
+        Run(tmp_path, *flags, '--script', 'parallel_replay'),
+        Run(tmp_path, *flags, '--script', 'parallel_envs'),
+    ]
+    codes = [run.wait(timeout=180) for run in runs]
+    assert codes == [0, 0, 0], '\n=====\n'.join(run.text[-3000:] for run in runs)
+    assert 'Replay saved and stops' in runs[1].text
+    assert runs[2].text.count('stops because the run has ended') == 3
+    assert len(runs[2].pids) >= 3
+    assert checkpoint(tmp_path / 'ckpt' / 'logger', 'step') >= 100
+    assert all(run.alive() == [] for run in runs)
