@@ -8,6 +8,9 @@ import pytest
 
 from embodied.core import clock
 
+# numpy-only and version-sensitive: also runs under the reference pin in CI.
+pytestmark = pytest.mark.pinned
+
 
 @pytest.fixture
 def fake_time(monkeypatch):

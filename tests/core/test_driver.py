@@ -16,6 +16,9 @@ from embodied.core import wrappers
 from embodied.core.driver import WorkerError
 from embodied.envs.dummy import Dummy
 
+# numpy-only and version-sensitive: also runs under the reference pin in CI.
+pytestmark = pytest.mark.pinned
+
 # Functions and classes of this test module travel to spawned workers by value, so the workers
 # need not import the test module.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -6,6 +6,9 @@ import pytest
 
 from embodied.core import limiters
 
+# numpy-only and version-sensitive: also runs under the reference pin in CI.
+pytestmark = pytest.mark.pinned
+
 
 def state(limiter):
     return (limiter.size, limiter.avail, limiter.want_insert(), limiter.want_sample())

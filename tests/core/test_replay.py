@@ -16,6 +16,9 @@ from embodied.core import chunk as chunklib
 from embodied.core import selectors
 from embodied.core.replay import Replay
 
+# numpy-only and version-sensitive: also runs under the reference pin in CI.
+pytestmark = pytest.mark.pinned
+
 WORKER = 100000  # the data encodes worker * WORKER + step index
 
 

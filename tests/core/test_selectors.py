@@ -8,6 +8,9 @@ import pytest
 from embodied.core import chunk as chunklib
 from embodied.core import selectors
 
+# numpy-only and version-sensitive: also runs under the reference pin in CI.
+pytestmark = pytest.mark.pinned
+
 
 def steps(*indices, chunk=1):
     """Step ids (N, 20) for the given step indices of one chunk."""

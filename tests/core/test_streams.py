@@ -8,6 +8,9 @@ import pytest
 
 from embodied.core import streams
 
+# numpy-only and version-sensitive: also runs under the reference pin in CI.
+pytestmark = pytest.mark.pinned
+
 
 class Counting:
     """A saveable source that yields {'step': (B, T)} arrays counting up from its position."""

@@ -8,6 +8,9 @@ import embodied
 from embodied.core import wrappers
 from embodied.envs.dummy import Dummy
 
+# numpy-only and version-sensitive: also runs under the reference pin in CI.
+pytestmark = pytest.mark.pinned
+
 BASE_OBS = {
         'reward': elements.Space(np.float32),
         'is_first': elements.Space(bool),
