@@ -9,15 +9,7 @@ import pytest
 
 from embodied.jax import nets, opt
 
-pytestmark = pytest.mark.pinned
-
-
-@pytest.fixture(autouse=True)
-def float32_compute():
-    before = nets.COMPUTE_DTYPE
-    nets.COMPUTE_DTYPE = jnp.float32
-    yield
-    nets.COMPUTE_DTYPE = before
+pytestmark = [pytest.mark.pinned, pytest.mark.usefixtures('float32_compute')]
 
 
 def test_agc_clips_each_tensor_relative_to_its_parameter_norm():

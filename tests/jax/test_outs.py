@@ -9,18 +9,10 @@ import pytest
 
 from embodied.jax import heads, nets, outs
 
-pytestmark = pytest.mark.pinned
+pytestmark = [pytest.mark.pinned, pytest.mark.usefixtures('float32_compute')]
 
 E20 = np.expm1(20.0)  # symexp(20) ~ 4.85e8
 E10 = np.expm1(10.0)  # symexp(10) = 22025.47
-
-
-@pytest.fixture(autouse=True)
-def float32_compute():
-    before = nets.COMPUTE_DTYPE
-    nets.COMPUTE_DTYPE = jnp.float32
-    yield
-    nets.COMPUTE_DTYPE = before
 
 
 def test_twohot_bins_debug_preset_and_default():
