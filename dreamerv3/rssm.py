@@ -217,7 +217,24 @@ def split_keys(obs_space):
     return veckeys, imgkeys
 
 
-class Encoder(nj.Module):
+class Stateless:
+    """Carry and replay entries of a module without recurrent state: all empty."""
+
+    @property
+    def entry_space(self):
+        """No entries to store in the replay."""
+        return {}
+
+    def initial(self, batch_size):
+        """Empty carry."""
+        return {}
+
+    def truncate(self, entries):
+        """Empty carry."""
+        return {}
+
+
+class Encoder(Stateless, nj.Module):
     """Maps observations to tokens: an MLP for vector keys and a CNN for images (spec 3.7)."""
 
     depth: int = 64
@@ -236,19 +253,6 @@ class Encoder(nj.Module):
         self.obs_space = obs_space
         self.veckeys, self.imgkeys = split_keys(obs_space)
         self.depths = tuple(self.depth * mult for mult in self.mults)
-
-    @property
-    def entry_space(self):
-        """The encoder has no recurrent state to store."""
-        return {}
-
-    def initial(self, batch_size):
-        """Empty carry."""
-        return {}
-
-    def truncate(self, entries):
-        """Empty carry."""
-        return {}
 
     def __call__(self, carry, obs, reset, single=False):
         """Tokens of shape (*reset.shape, F); returns carry, entries, tokens."""
@@ -297,7 +301,7 @@ class Encoder(nj.Module):
         return x.reshape((x.shape[0], -1))
 
 
-class Decoder(nj.Module):
+class Decoder(Stateless, nj.Module):
     """Reconstructs observations from latent features (spec 3.8)."""
 
     depth: int = 64
@@ -320,19 +324,6 @@ class Decoder(nj.Module):
         self.depths = tuple(self.depth * mult for mult in self.mults)
         self.imgdep = sum(obs_space[k].shape[-1] for k in self.imgkeys)
         self.imgres = self.imgkeys and obs_space[self.imgkeys[0]].shape[:-1]
-
-    @property
-    def entry_space(self):
-        """The decoder has no recurrent state to store."""
-        return {}
-
-    def initial(self, batch_size):
-        """Empty carry."""
-        return {}
-
-    def truncate(self, entries):
-        """Empty carry."""
-        return {}
 
     def __call__(self, carry, feat, reset):
         """Outputs per observation key over the batch shape of `reset`; carry, entries, recons."""
