@@ -8,6 +8,11 @@ import elements
 
 from . import config as configlib
 
+# Top-level keys that both the run scripts and the agent receive next to their own section.
+SHARED_KEYS = (
+    'logdir', 'replica', 'replicas', 'batch_size', 'batch_length', 'report_length',
+    'replay_context')
+
 BANNER = r"""
   ___                        __   ______
  |   \ _ _ ___ __ _ _ __  ___\ \ / /__ /
@@ -122,19 +127,9 @@ def report_changes(config, path):
 
 def make_args(config):
     """The run-script arguments: every run.* key plus the batch and replica settings."""
+    keys = SHARED_KEYS + ('consec_train', 'consec_report')
     return elements.Config(
-        **config.run,
-        replica=config.replica,
-        replicas=config.replicas,
-        logdir=config.logdir,
-        batch_size=config.batch_size,
-        batch_length=config.batch_length,
-        report_length=config.report_length,
-        consec_train=config.consec_train,
-        consec_report=config.consec_report,
-        replay_context=config.replay_context,
-        video_fps=config.logger.fps,
-    )
+        **config.run, **{k: config[k] for k in keys}, video_fps=config.logger.fps)
 
 
 def make_agent(config):
@@ -154,17 +149,7 @@ def make_agent(config):
         # On a cluster the replica index (JOB_COMPLETION_INDEX) is the JAX process id.
         jaxcfg = jaxcfg.update(process_id=config.replica)
     return Agent(obs_space, act_space, elements.Config(
-        **config.agent,
-        logdir=config.logdir,
-        seed=config.seed,
-        jax=jaxcfg,
-        batch_size=config.batch_size,
-        batch_length=config.batch_length,
-        replay_context=config.replay_context,
-        report_length=config.report_length,
-        replica=config.replica,
-        replicas=config.replicas,
-    ))
+        **config.agent, **{k: config[k] for k in SHARED_KEYS}, seed=config.seed, jax=jaxcfg))
 
 
 def make_logger(config):
