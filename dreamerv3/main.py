@@ -53,6 +53,8 @@ def run(config):
 
     from embodied.run.checkpoints import CheckpointError
 
+    if config.script != 'parallel_replay':
+        check_task(config.task)
     logdir = elements.Path(config.logdir)
     previous = None
     if not config.script.endswith(('_env', '_replay')):
@@ -102,6 +104,19 @@ def run(config):
             # The logdir belongs to another config: keep its config.yaml as it was.
             (logdir / 'config.yaml').write_text(previous)
         raise
+
+
+def check_task(task):
+    """Fail early, with one line, on an unknown suite or a suite whose package is missing."""
+    from embodied.envs import registry
+
+    if '_' not in task:
+        raise configlib.ConfigError(
+            f"Task '{task}' must look like <suite>_<name>, e.g. atari_pong or dmc_walker_walk.")
+    try:
+        registry.load(task.split('_', 1)[0])
+    except (registry.MissingSuiteError, ValueError) as e:
+        raise configlib.ConfigError(str(e)) from e
 
 
 def init_timer(enabled):

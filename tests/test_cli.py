@@ -26,6 +26,20 @@ def test_bad_input_exits_2_without_traceback(argv, message):
     assert 'Traceback' not in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize('task, message', [
+    ('dmlab_goals', "Environment suite 'dmlab' needs the Python module 'deepmind_lab'"),
+    ('foo_bar', "Unknown environment suite 'foo'"),
+    ('pong', "Task 'pong' must look like <suite>_<name>"),
+])
+def test_bad_task_exits_2_before_creating_the_logdir(tmp_path, task, message):
+    logdir = tmp_path / 'run'
+    result = run('--configs', 'debug', '--task', task, '--logdir', str(logdir))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert 'Traceback' not in result.stderr + result.stdout
+    assert not logdir.exists()
+
+
 def test_help_prints_usage_and_presets():
     result = run('--help')
     assert result.returncode == 0, result.stderr
