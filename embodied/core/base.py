@@ -1,5 +1,8 @@
 """Base interfaces: environments, agents and wrappers."""
 
+import elements
+import numpy as np
+
 
 class Agent:
     """Interface every agent implements; carries are opaque to the caller."""
@@ -86,3 +89,13 @@ class Wrapper:
 
 class SetupError(RuntimeError):
     """The run cannot start as configured; the message says which setting to change."""
+
+
+def step_spaces():
+    """The observation spaces every environment has: reward and the episode flags (spec 2.1)."""
+    return {
+        'reward': elements.Space(np.float32),
+        'is_first': elements.Space(bool),
+        'is_last': elements.Space(bool),
+        'is_terminal': elements.Space(bool),
+    }

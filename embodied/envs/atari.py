@@ -12,7 +12,7 @@ import threading
 import elements
 import numpy as np
 
-from embodied.core.base import Env
+from embodied.core.base import Env, step_spaces
 
 from . import registry
 
@@ -91,10 +91,7 @@ class Atari(Env):
         """The pooled, resized screen plus the standard keys."""
         return {
             'image': elements.Space(np.uint8, (*self.size, 1 if self.gray else 3)),
-            'reward': elements.Space(np.float32),
-            'is_first': elements.Space(bool),
-            'is_last': elements.Space(bool),
-            'is_terminal': elements.Space(bool),
+            **step_spaces(),
         }
 
     @property

@@ -9,7 +9,7 @@ import json
 import elements
 import numpy as np
 
-from embodied.core.base import Env
+from embodied.core.base import Env, step_spaces
 
 from . import registry
 
@@ -40,10 +40,7 @@ class Crafter(Env):
         shape = tuple(int(x) for x in self._env.observation_space.shape)
         spaces = {
             'image': elements.Space(np.uint8, shape),
-            'reward': elements.Space(np.float32),
-            'is_first': elements.Space(bool),
-            'is_last': elements.Space(bool),
-            'is_terminal': elements.Space(bool),
+            **step_spaces(),
             'log/reward': elements.Space(np.float32),
         }
         if self._logs:

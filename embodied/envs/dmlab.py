@@ -13,7 +13,7 @@ import zlib
 import elements
 import numpy as np
 
-from embodied.core.base import Env
+from embodied.core.base import Env, step_spaces
 
 from . import registry
 
@@ -105,10 +105,7 @@ class DMLab(Env):
         """The RGB frame, the standard keys and, for language levels, `instr`."""
         spaces = {
             'image': elements.Space(np.uint8, self._size + (3,)),
-            'reward': elements.Space(np.float32),
-            'is_first': elements.Space(bool),
-            'is_last': elements.Space(bool),
-            'is_terminal': elements.Space(bool),
+            **step_spaces(),
         }
         if self._text:
             spaces['instr'] = elements.Space(np.float32, (INSTR_TOKENS * EMBED_SIZE,))

@@ -4,7 +4,7 @@ runs."""
 import elements
 import numpy as np
 
-from embodied.core.base import Env
+from embodied.core.base import Env, step_spaces
 
 
 class Dummy(Env):
@@ -31,10 +31,7 @@ class Dummy(Env):
                 'count': elements.Space(np.float32, (), 0, self.length),
                 'float2d': elements.Space(np.float32, (4, 5)),
                 'int2d': elements.Space(np.int32, (2, 3), 0, 4),
-                'reward': elements.Space(np.float32),
-                'is_first': elements.Space(bool),
-                'is_last': elements.Space(bool),
-                'is_terminal': elements.Space(bool),
+                **step_spaces(),
         }
 
     @property

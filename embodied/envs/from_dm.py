@@ -9,7 +9,7 @@ import importlib
 import elements
 import numpy as np
 
-from embodied.core.base import Env
+from embodied.core.base import Env, step_spaces
 
 from . import registry
 
@@ -50,10 +50,7 @@ class FromDM(Env):
     def obs_space(self):
         """The standard keys plus one space per (renamed) observation."""
         spaces = {
-            'reward': elements.Space(np.float32),
-            'is_first': elements.Space(bool),
-            'is_last': elements.Space(bool),
-            'is_terminal': elements.Space(bool),
+            **step_spaces(),
         }
         for key, spec in self._obs_spec.items():
             spaces[key] = _convert(spec, key, action=False)

@@ -12,7 +12,7 @@ Dict spaces are flattened with `/` separators. A non-dict observation goes under
 import elements
 import numpy as np
 
-from embodied.core.base import Env
+from embodied.core.base import Env, step_spaces
 
 from . import registry
 
@@ -67,10 +67,7 @@ class FromGym(Env):
         """Flattened observation spaces plus the standard keys."""
         return {
             **self._obs_space,
-            'reward': elements.Space(np.float32),
-            'is_first': elements.Space(bool),
-            'is_last': elements.Space(bool),
-            'is_terminal': elements.Space(bool),
+            **step_spaces(),
         }
 
     @property

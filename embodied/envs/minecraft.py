@@ -13,7 +13,7 @@ import threading
 import elements
 import numpy as np
 
-from embodied.core.base import Env
+from embodied.core.base import Env, step_spaces
 
 from . import registry
 
@@ -232,10 +232,7 @@ class MinecraftBase(Env):
             'health': elements.Space(np.float32),
             'hunger': elements.Space(np.float32),
             'breath': elements.Space(np.float32),
-            'reward': elements.Space(np.float32),
-            'is_first': elements.Space(bool),
-            'is_last': elements.Space(bool),
-            'is_terminal': elements.Space(bool),
+            **step_spaces(),
             **{f'log/{k.split("/", 1)[1]}': elements.Space(np.int32)
                for k in self._inv_log_keys},
             'log/player_pos': elements.Space(np.float32, (3,)),

@@ -10,7 +10,7 @@ import collections
 import elements
 import numpy as np
 
-from embodied.core.base import Env
+from embodied.core.base import Env, step_spaces
 
 COLORS = {
     '1': (255, 0, 0),
@@ -95,10 +95,7 @@ class PinPad(Env):
         """A 64x64 RGB image plus the standard keys."""
         return {
             'image': elements.Space(np.uint8, (64, 64, 3)),
-            'reward': elements.Space(np.float32),
-            'is_first': elements.Space(bool),
-            'is_last': elements.Space(bool),
-            'is_terminal': elements.Space(bool),
+            **step_spaces(),
         }
 
     @property
