@@ -18,12 +18,16 @@ import functools
 import time
 
 import portal
+import psutil
 
 from . import checkpoints, env_role, logger_role, parallel_agent, replay_role
 
 ADDRESSES = ('actor_addr', 'replay_addr', 'logger_addr')
 # Seconds the supervisor waits for the other roles to exit after the agent role has finished.
 SHUTDOWN_GRACE = 60
+# Seconds to wait for killed processes to be gone: a SIGKILLed JAX process with a large heap
+# can take a while to release its memory on a loaded machine.
+REAP_TIMEOUT = 20
 
 
 def parallel(make_agent, make_replay, make_env, make_stream, make_logger, args):
@@ -138,10 +142,49 @@ def supervise(workers, leader=None, grace=SHUTDOWN_GRACE, poll=0.1):
 
 
 def kill(workers):
-    """Kill every worker that is still running, including its child processes."""
+    """Kill every worker that is still running with its child processes; wait until all are gone."""
+    procs = []
+    for worker in workers:
+        if worker.started and worker.exitcode is None and getattr(worker, 'pid', None):
+            procs += descendants(worker.pid)
     for worker in workers:
         if worker.started and worker.exitcode is None:
             try:
                 worker.kill()
             except Exception as e:  # Best effort: keep killing the others.
                 print(f"Could not kill '{worker.name}': {e}")
+    reap(procs)
+
+
+def descendants(pid):
+    """The process `pid` and all its descendants, as psutil processes."""
+    try:
+        proc = psutil.Process(pid)
+        return [proc] + proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def reap(procs, timeout=REAP_TIMEOUT):
+    """Kill the processes that still run and wait until each has exited."""
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    # Direct children are reaped here; others count as gone once they are zombies.
+    _, left = psutil.wait_procs(procs, timeout=0)
+    deadline = time.monotonic() + timeout
+    while left and time.monotonic() < deadline:
+        left = [p for p in left if running(p)]
+        time.sleep(0.05)
+    if left:
+        print(f'Processes still running {timeout}s after being killed: {[p.pid for p in left]}')
+
+
+def running(proc):
+    """Whether a process exists and is not a zombie."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

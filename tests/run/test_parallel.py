@@ -24,7 +24,7 @@ class Run:
         self.proc = subprocess.Popen(
             command(logdir, *flags), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines = []
-        self.pids = set()
+        self.pids = {}
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         self.watcher = threading.Thread(target=self._watch, daemon=True)
@@ -54,13 +54,24 @@ class Run:
             time.sleep(0.1)
         raise AssertionError(f'No line matches {pattern!r}:\n{self.text[-4000:]}')
 
-    def alive(self):
-        """Recorded descendants that still run."""
+    def alive(self, grace=15):
+        """Recorded descendants still running after `grace` seconds, described for the error.
+
+        The grace lets helpers that exit by themselves once the run is gone, such as
+        multiprocessing's resource tracker, finish on a loaded machine.
+        """
+        deadline = time.monotonic() + grace
+        while self._alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self._alive()
+
+    def _alive(self):
         result = []
-        for pid in self.pids:
+        for pid, cmdline in self.pids.items():
             try:
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    result.append(pid)
+                proc = psutil.Process(pid)
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    result.append(f'{pid} (parent {proc.ppid()}, {proc.status()}): {cmdline}')
             except psutil.NoSuchProcess:
                 pass
         return result
@@ -77,9 +88,15 @@ class Run:
         parent = psutil.Process(self.proc.pid)
         while self.proc.poll() is None:
             try:
-                self.pids.update(p.pid for p in parent.children(recursive=True))
+                children = parent.children(recursive=True)
             except psutil.NoSuchProcess:
-                pass
+                children = []
+            for child in children:
+                try:
+                    if child.pid not in self.pids:
+                        self.pids[child.pid] = ' '.join(child.cmdline())[-200:]
+                except psutil.NoSuchProcess:
+                    pass
             time.sleep(0.1)
 
 
@@ -124,7 +141,7 @@ def test_stops_at_the_step_limit_and_resumes(tmp_path):
 def test_killed_env_stops_the_run_with_its_name(tmp_path):
     run = Run(tmp_path, *FLAGS, '--run.steps', '1e6')
     pid = int(run.find(r'Env 1 \(train\) started in process (\d+)', timeout=120).group(1))
-    run.find(r'Agent Step [1-9]', timeout=60)
+    run.find(r'Agent Step [1-9]', timeout=120)
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
     code = run.wait(timeout=60)
