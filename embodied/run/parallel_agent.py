@@ -41,6 +41,20 @@ def run(make_agent, args):
     return 0
 
 
+def check_batcher(server):
+    """Raise when the batching process of a portal BatchServer has died.
+
+    The envs only talk to that process, so without this check its crash (e.g. the actor port
+    taken by another program) would leave the run waiting forever.
+    """
+    batcher = getattr(server, 'batcher', None)
+    code = getattr(batcher, 'exitcode', None)
+    if code not in (None, 0):
+        raise RuntimeError(
+            f'The actor batcher process exited with code {code}; see its error above. If the '
+            'port of run.actor_addr was taken, pick a free one.')
+
+
 class Actor:
     """Batched policy server for the envs; forwards their transitions to replay and logger."""
 
@@ -79,6 +93,7 @@ class Actor:
         server.start(block=False)
         should_log = clock.LocalClock(args.log_every)
         while not self.closing.wait(0.1):
+            check_batcher(server)
             if should_log():
                 metrics = {'fps/policy': self.fps.result(), 'parallel/ep_states': len(self.carries)}
                 metrics.update(remote.prefixed(server.stats(), 'server/actor'))

@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -148,6 +149,19 @@ def test_killed_env_stops_the_run_with_its_name(tmp_path):
     assert code != 0
     assert time.monotonic() - killed < 30
     assert "'env1' crashed with exit code -9" in run.text
+    assert run.alive() == []
+
+
+def test_taken_actor_port_stops_the_run(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(('0.0.0.0', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = Run(tmp_path, *FLAGS, '--run.steps', '1e6', '--run.actor_addr', f'localhost:{port}')
+        code = run.wait(timeout=180)
+    assert code != 0
+    assert 'The actor batcher process exited with code 1' in run.text, run.text[-4000:]
+    assert 'Address already in use' in run.text
     assert run.alive() == []
 
 
