@@ -167,6 +167,28 @@ def finalize(config, environ=None):
     if config.script not in SCRIPTS:
         raise ConfigError(
             f"Unknown script '{config.script}'. Valid scripts: {', '.join(SCRIPTS)}.")
+    return multihost(config)
+
+
+def multihost(config):
+    """Give each process of a multi-host run its JAX process id and its own part of the logdir.
+
+    On a cluster the replica index (JOB_COMPLETION_INDEX) is the process id. Every host may be
+    started with the same --logdir: process 0 writes there like a single-host run, process i
+    writes its config, metrics, replay and checkpoint to <logdir>/process<i>, so no two
+    processes write the same file.
+    """
+    if config.jax.num_processes <= 1:
+        return config
+    if config.jax.process_id < 0:
+        config = config.update({'jax.process_id': config.replica})
+    pid = config.jax.process_id
+    if not 0 <= pid < config.jax.num_processes:
+        raise ConfigError(
+            f'jax.process_id is {pid}, but jax.num_processes={config.jax.num_processes} needs '
+            'an id from 0 to num_processes - 1; set --jax.process_id or JOB_COMPLETION_INDEX.')
+    if pid > 0:
+        config = config.update(logdir=os.path.join(config.logdir, f'process{pid}'))
     return config
 
 

@@ -159,12 +159,9 @@ def make_agent(config):
         return embodied.RandomAgent(obs_space, act_space)
     from .agent import Agent
 
-    jaxcfg = config.jax
-    if jaxcfg.num_processes > 1 and jaxcfg.process_id < 0:
-        # On a cluster the replica index (JOB_COMPLETION_INDEX) is the JAX process id.
-        jaxcfg = jaxcfg.update(process_id=config.replica)
     return Agent(obs_space, act_space, elements.Config(
-        **config.agent, **{k: config[k] for k in SHARED_KEYS}, seed=config.seed, jax=jaxcfg))
+        **config.agent, **{k: config[k] for k in SHARED_KEYS}, seed=config.seed,
+        jax=config.jax))
 
 
 def make_logger(config):

@@ -97,6 +97,21 @@ def test_logdir_timestamp_home_and_replica(monkeypatch):
     assert config.replica == 3
 
 
+def test_multihost_processes_get_their_id_and_part_of_the_logdir():
+    flags = ['--logdir', '/tmp/run', '--jax.num_processes', '3']
+    config, _ = configlib.parse(flags, environ={'JOB_COMPLETION_INDEX': '0'})
+    assert config.jax.process_id == 0 and config.logdir == '/tmp/run'
+    config, _ = configlib.parse(flags, environ={'JOB_COMPLETION_INDEX': '2'})
+    assert config.jax.process_id == 2 and config.logdir == '/tmp/run/process2'
+    config, _ = configlib.parse(flags + ['--jax.process_id', '1'], environ={})
+    assert config.logdir == '/tmp/run/process1'
+    # A single-process run keeps its logdir whatever the replica.
+    config, _ = configlib.parse(['--logdir', '/tmp/run'], environ={'JOB_COMPLETION_INDEX': '2'})
+    assert config.jax.process_id == -1 and config.logdir == '/tmp/run'
+    with pytest.raises(configlib.ConfigError, match='jax.process_id is 3, but'):
+        configlib.parse(flags, environ={'JOB_COMPLETION_INDEX': '3'})
+
+
 @pytest.mark.parametrize('argv, message', [
     (['--configs', 'debgu'], "Unknown preset 'debgu'. Did you mean debug?"),
     (['--run.stepz', '3'], 'Closest valid keys: --run.steps'),

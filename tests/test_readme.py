@@ -19,7 +19,8 @@ README = (ROOT / 'README.md').read_text()
 def commands():
     """Shell commands from the README's code blocks and inline code spans."""
     blocks = re.findall(r'```sh\n(.*?)```', README, re.S)
-    lines = [line for block in blocks for line in block.splitlines()]
+    # A trailing backslash continues a command on the next line.
+    lines = [line for block in blocks for line in block.replace('\\\n', ' ').splitlines()]
     lines += re.findall(r'`([^`\n]+)`', re.sub(r'```.*?```', '', README, flags=re.S))
     found = []
     for line in lines:

@@ -30,7 +30,8 @@ def test_two_processes_train_the_same_parameters(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'JAX_PLATFORMS')}
     procs = [
         subprocess.Popen(
-            command(tmp_path / f'process{i}', *FLAGS, '--jax.coordinator_address', address),
+            # Both hosts get the same logdir; process 1 writes to its own part of it.
+            command(tmp_path, *FLAGS, '--jax.coordinator_address', address),
             # The cluster's completion index becomes the replica and the JAX process id.
             env={**env, 'JOB_COMPLETION_INDEX': str(i)},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -45,7 +46,10 @@ def test_two_processes_train_the_same_parameters(tmp_path):
     for i, (proc, text) in enumerate(zip(procs, outputs)):
         assert proc.returncode == 0, text[-4000:]
         assert f'JAX multi-host: process {i} of 2.' in text
-    first, second = [agent_checkpoint(tmp_path / f'process{i}') for i in range(2)]
+    logdirs = [tmp_path, tmp_path / 'process1']
+    for logdir in logdirs:
+        assert (logdir / 'config.yaml').exists() and list((logdir / 'replay').glob('*.npz'))
+    first, second = [agent_checkpoint(logdir) for logdir in logdirs]
     assert first['counters']['updates'] > 0
     assert first['counters'] == second['counters']
     assert sorted(first['params']) == sorted(second['params'])
@@ -53,6 +57,6 @@ def test_two_processes_train_the_same_parameters(tmp_path):
         np.testing.assert_array_equal(value, second['params'][key], err_msg=key)
     # The processes stepped their own envs, but trained on one global batch.
     losses = [
-        [r['train/loss/image'] for r in metrics(tmp_path / f'process{i}')
-         if 'train/loss/image' in r] for i in range(2)]
+        [r['train/loss/image'] for r in metrics(logdir) if 'train/loss/image' in r]
+        for logdir in logdirs]
     assert losses[0] and losses[0] == losses[1]
