@@ -57,6 +57,7 @@ class Replay:
 
         self.directory = directory and elements.Path(directory)
         self.saved = set()  # uuids written to or read from the directory
+        self.writing = set()  # futures of chunk writes still in flight
         self.pool = None
         if self.directory:
             self.directory.mkdir()
@@ -195,14 +196,24 @@ class Replay:
                 c for c in self.chunks.values()
                 if c.length and c.uuid not in self.saved and c.uuid not in current]
             self.saved.update(c.uuid for c in todo)
-        futures = [self.pool.submit(c.save, self.directory) for c in todo]
+            # Registered under the lock, so that a concurrent waiting save sees these writes.
+            futures = [self.pool.submit(c.save, self.directory) for c in todo]
+            self.writing.update(futures)
+        for future in futures:
+            future.add_done_callback(self._written)
         if self.save_wait:
-            for future in futures:
+            # Writes from earlier saves count too: a process that exits after this save must
+            # not lose chunks that an earlier save already marked as saved.
+            with self.lock:
+                pending = list(self.writing)
+            for future in pending:
                 future.result()
-        else:
-            for future in futures:
-                future.add_done_callback(_report_error)
         return None
+
+    def _written(self, future):
+        with self.lock:
+            self.writing.discard(future)
+        _report_error(future)
 
     def load(self, data=None, directory=None, amount=None):
         """Load the newest chunk files not yet held, up to `amount` items (default: free room)."""

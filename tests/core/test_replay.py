@@ -419,6 +419,30 @@ def test_save_writes_complete_named_files(saved):
     assert len(os.listdir(directory)) == len(names) + 3
 
 
+def test_waiting_save_also_waits_for_earlier_writes(tmp_path, monkeypatch):
+    # A process (the parallel replay role) exits right after a waiting save; chunk writes an
+    # earlier background save started must be on disk by then.
+    release = threading.Event()
+    original = chunklib.Chunk.save
+
+    def slow_save(chunk, directory):
+        release.wait(timeout=30)
+        return original(chunk, directory)
+
+    monkeypatch.setattr(chunklib.Chunk, 'save', slow_save)
+    directory = tmp_path / 'replay'
+    replay = Replay(7, capacity=200, directory=directory, chunksize=3, selector=Cycle())
+    fill(replay, 10, workers=2)
+    replay.save()
+    assert not list(directory.glob('*.npz'))  # still in flight
+    expected = [c for c in replay.chunks.values() if c.length]
+    replay.save_wait = True
+    threading.Timer(0.2, release.set).start()
+    replay.save()  # nothing new to write, but the earlier writes are awaited
+    assert len(list(directory.glob('*.npz'))) == len(expected)
+    assert not replay.writing
+
+
 def test_save_and_load_restore_items(saved):
     replay, directory = saved
     before = all_items(replay)
