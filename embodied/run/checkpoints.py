@@ -1,6 +1,7 @@
 """Finding checkpoints and loading them with errors a user can act on."""
 
 import functools
+import threading
 
 import elements
 
@@ -50,3 +51,21 @@ def load_or_save(checkpoint, directory):
         raise CheckpointError(
             f'{e}\nThe checkpoint in {directory} was written by a run with a '
             'different model. Use a new --logdir, or restore the config of that run.') from e
+
+
+class SerialSaver:
+    """Saves one checkpoint from several threads, one save at a time.
+
+    The parallel roles save on their clock in the main thread and once more when the agent
+    role calls `stop` in a server thread. Two saves at once would both prune the same old
+    folder, and the second would crash the role.
+    """
+
+    def __init__(self, checkpoint):
+        self.checkpoint = checkpoint
+        self.lock = threading.Lock()
+
+    def save(self):
+        """Save the checkpoint once no other thread is saving it."""
+        with self.lock:
+            self.checkpoint.save()

@@ -130,10 +130,11 @@ def run(make_logger, args):
     usage = elements.Usage(**args.usage)
     server = portal.Server(args.logger_addr, 'Logger')
     finished = threading.Event()
+    saver = checkpoints.SerialSaver(checkpoint)
 
     def stop():
         role.write(usage, server, final=True)
-        checkpoint.save()
+        saver.save()
         return True, None
 
     server.bind('add', role.add)
@@ -149,7 +150,7 @@ def run(make_logger, args):
             role.write(usage, server)
         if should_save() and int(role.step) != saved:
             saved = int(role.step)
-            checkpoint.save()
+            saver.save()
     role.logger.close()
     print(f'Logger saved and stops at step {int(role.step)}.')
     remote.wait_for_clients(server, remote.SHUTDOWN_WAIT)

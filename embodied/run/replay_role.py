@@ -114,12 +114,14 @@ def run(make_replay, make_stream, args):
     checkpoint.limiter = role.limiter
     checkpoints.load_or_save(checkpoint, logdir / 'ckpt' / 'replay')
 
+    saver = checkpoints.SerialSaver(checkpoint)
+
     def stop():
         role.stopping.set()
         # The process exits right after this save, so wait for the chunk files to be written.
         role.replay_train.save_wait = True
         role.replay_eval.save_wait = True
-        checkpoint.save()
+        saver.save()
         return True, None
 
     server = portal.Server(args.replay_addr, 'Replay')
@@ -142,9 +144,9 @@ def run(make_replay, make_stream, args):
             metrics.update(remote.prefixed(server.stats(), 'server/replay'))
             metrics['timer/replay'] = remote.timer_summary()
             logger.add(metrics)
-        if should_save() and role.active:
+        if should_save() and role.active and not role.stopping.is_set():
             role.active = False
-            checkpoint.save()
+            saver.save()
     print('Replay saved and stops because the run has ended.')
     logger.close()
     remote.wait_for_clients(server, remote.SHUTDOWN_WAIT)

@@ -64,6 +64,51 @@ def test_supervisor_kills_stragglers_after_the_leader_finished():
     assert not straggler.running
 
 
+class SlowSaveable:
+    """A checkpoint entry whose save takes a while and counts overlapping saves."""
+
+    def __init__(self):
+        self.inside = 0
+        self.most = 0
+        self.lock = threading.Lock()
+
+    def save(self):
+        with self.lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        time.sleep(0.2)
+        with self.lock:
+            self.inside -= 1
+        return {'value': 1}
+
+    def load(self, data):
+        pass
+
+
+def test_role_saves_from_two_threads_run_one_at_a_time(tmp_path):
+    # A role saves on its clock while the agent role's stop() saves from a server thread.
+    checkpoint = elements.Checkpoint(tmp_path / 'ckpt')
+    checkpoint.entry = SlowSaveable()
+    saver = checkpoints.SerialSaver(checkpoint)
+    errors = []
+
+    def save():
+        try:
+            saver.save()
+        except Exception as e:  # Collected so that the assertion shows it.
+            errors.append(e)
+
+    threads = [threading.Thread(target=save) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert checkpoint.entry.most == 1
+    latest = (tmp_path / 'ckpt' / 'latest').read_text().strip()
+    assert (tmp_path / 'ckpt' / latest / 'done').exists()
+
+
 def make_logger():
     records = []
     logger = elements.Logger(elements.Counter(), [records.extend])
