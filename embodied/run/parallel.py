@@ -145,7 +145,7 @@ def kill(workers):
     """Kill every worker that is still running with its child processes; wait until all are gone."""
     procs = []
     for worker in workers:
-        if worker.started and worker.exitcode is None and getattr(worker, 'pid', None):
+        if isinstance(worker, portal.Process) and worker.started and worker.exitcode is None:
             procs += descendants(worker.pid)
     for worker in workers:
         if worker.started and worker.exitcode is None:
@@ -166,18 +166,18 @@ def descendants(pid):
 
 
 def reap(procs, timeout=REAP_TIMEOUT):
-    """Kill the processes that still run and wait until each has exited."""
+    """Kill the processes that still run and wait until each has exited (or is a zombie)."""
     for proc in procs:
         try:
+            # Also covers the children of a worker whose own kill() raised.
             proc.kill()
         except psutil.NoSuchProcess:
             pass
-    # Direct children are reaped here; others count as gone once they are zombies.
-    _, left = psutil.wait_procs(procs, timeout=0)
     deadline = time.monotonic() + timeout
+    left = [p for p in procs if running(p)]
     while left and time.monotonic() < deadline:
-        left = [p for p in left if running(p)]
         time.sleep(0.05)
+        left = [p for p in left if running(p)]
     if left:
         print(f'Processes still running {timeout}s after being killed: {[p.pid for p in left]}')
 

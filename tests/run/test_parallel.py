@@ -71,8 +71,9 @@ class Run:
         for pid, cmdline in self.pids.items():
             try:
                 proc = psutil.Process(pid)
-                if proc.status() != psutil.STATUS_ZOMBIE:
-                    result.append(f'{pid} (parent {proc.ppid()}, {proc.status()}): {cmdline}')
+                status = proc.status()
+                if status != psutil.STATUS_ZOMBIE:
+                    result.append(f'{pid} (parent {proc.ppid()}, {status}): {cmdline}')
             except psutil.NoSuchProcess:
                 pass
         return result

@@ -1,5 +1,6 @@
 """Pieces of the parallel script tested in-process: actor, replay role, logger role, supervisor."""
 
+import concurrent.futures
 import threading
 import time
 
@@ -90,20 +91,10 @@ def test_role_saves_from_two_threads_run_one_at_a_time(tmp_path):
     checkpoint = elements.Checkpoint(tmp_path / 'ckpt')
     checkpoint.entry = SlowSaveable()
     saver = checkpoints.SerialSaver(checkpoint)
-    errors = []
-
-    def save():
-        try:
-            saver.save()
-        except Exception as e:  # Collected so that the assertion shows it.
-            errors.append(e)
-
-    threads = [threading.Thread(target=save) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        saves = [pool.submit(saver.save) for _ in range(3)]
+    for save in saves:
+        save.result()  # re-raises an error of that thread
     assert checkpoint.entry.most == 1
     latest = (tmp_path / 'ckpt' / 'latest').read_text().strip()
     assert (tmp_path / 'ckpt' / latest / 'done').exists()
