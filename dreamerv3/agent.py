@@ -40,9 +40,11 @@ def sample(dists):
 
 def where(cond, lhs, rhs):
     """Per-row select between two pytrees; `cond` has shape (B,)."""
+
     def fn(x, y):
         c = cond.reshape(cond.shape + (1,) * (x.ndim - 1))
         return jnp.where(c, x, y)
+
     return jax.tree.map(fn, lhs, rhs)
 
 
@@ -71,8 +73,23 @@ def lambda_return(last, term, rew, boot, disc, lam):
 
 
 def imag_loss(
-        act, rew, con, policy, value, slowvalue, retnorm, valnorm, advnorm, update,
-        contdisc=True, slowtar=False, horizon=333, lam=0.95, actent=3e-4, slowreg=1.0):
+    act,
+    rew,
+    con,
+    policy,
+    value,
+    slowvalue,
+    retnorm,
+    valnorm,
+    advnorm,
+    update,
+    contdisc=True,
+    slowtar=False,
+    horizon=333,
+    lam=0.95,
+    actent=3e-4,
+    slowreg=1.0,
+):
     """Policy and value losses on imagined (N, H+1) trajectories (spec 4.2-4.5, 4.8, 4.10).
 
     Returns ({policy, value} of shape (N, H), {ret}, metrics).
@@ -91,22 +108,32 @@ def imag_loss(
     adv_normed = (adv - aoffset) / ascale
     logpi = sum(dist.logp(sg(act[k]))[:, :-1] for k, dist in policy.items())
     ents = {k: dist.entropy()[:, :-1] for k, dist in policy.items()}
-    policy_loss = sg(weight[:, :-1]) * -(
-        logpi * sg(adv_normed) + actent * sum(ents.values()))
+    policy_loss = sg(weight[:, :-1]) * -(logpi * sg(adv_normed) + actent * sum(ents.values()))
 
     voffset, vscale = valnorm(ret, update)
     tar_normed = (ret - voffset) / vscale
     tar_padded = jnp.concatenate([tar_normed, 0 * tar_normed[:, -1:]], 1)
-    value_loss = sg(weight[:, :-1]) * (
-        value.loss(sg(tar_padded)) + slowreg * value.loss(sg(slowvalue.pred())))[:, :-1]
+    value_loss = (
+        sg(weight[:, :-1])
+        * (value.loss(sg(tar_padded)) + slowreg * value.loss(sg(slowvalue.pred())))[:, :-1]
+    )
 
     ret_normed = (ret - roffset) / rscale
     metrics = {
-        'adv': adv.mean(), 'adv_std': adv.std(), 'adv_mag': jnp.abs(adv).mean(),
-        'rew': rew.mean(), 'con': con.mean(), 'ret': ret_normed.mean(), 'val': val.mean(),
-        'tar': tar_normed.mean(), 'weight': weight.mean(), 'slowval': slowval.mean(),
-        'ret_min': ret_normed.min(), 'ret_max': ret_normed.max(),
-        'ret_rate': (jnp.abs(ret_normed) >= 1.0).mean()}
+        'adv': adv.mean(),
+        'adv_std': adv.std(),
+        'adv_mag': jnp.abs(adv).mean(),
+        'rew': rew.mean(),
+        'con': con.mean(),
+        'ret': ret_normed.mean(),
+        'val': val.mean(),
+        'tar': tar_normed.mean(),
+        'weight': weight.mean(),
+        'slowval': slowval.mean(),
+        'ret_min': ret_normed.min(),
+        'ret_max': ret_normed.max(),
+        'ret_rate': (jnp.abs(ret_normed) >= 1.0).mean(),
+    }
     for k, dist in policy.items():
         metrics[f'ent/{k}'] = ents[k].mean()
         if hasattr(dist, 'minent') and hasattr(dist, 'maxent'):
@@ -117,8 +144,19 @@ def imag_loss(
 
 
 def repl_loss(
-        last, term, rew, boot, value, slowvalue, valnorm, update,
-        slowreg=1.0, slowtar=False, horizon=333, lam=0.95):
+    last,
+    term,
+    rew,
+    boot,
+    value,
+    slowvalue,
+    valnorm,
+    update,
+    slowreg=1.0,
+    slowtar=False,
+    horizon=333,
+    lam=0.95,
+):
     """Value loss on replayed (B, K) sequences bootstrapped from imagined returns (spec 4.6).
 
     `slowtar` is accepted for config compatibility; only `boot` is bootstrapped from.
@@ -131,8 +169,10 @@ def repl_loss(
     ret_normed = (ret - voffset) / vscale
     ret_padded = jnp.concatenate([ret_normed, 0 * ret_normed[:, -1:]], 1)
     weight = 1 - f32(last)
-    repval = weight[:, :-1] * (
-        value.loss(sg(ret_padded)) + slowreg * value.loss(sg(slowvalue.pred())))[:, :-1]
+    repval = (
+        weight[:, :-1]
+        * (value.loss(sg(ret_padded)) + slowreg * value.loss(sg(slowvalue.pred())))[:, :-1]
+    )
     return {'repval': repval}, {'ret': ret}, {}
 
 
@@ -147,7 +187,8 @@ class Model:
             if config[kind].typ not in table:
                 raise ValueError(
                     f'agent.{kind}.typ={config[kind].typ!r} is unknown; choose one of '
-                    f'{sorted(table)}.')
+                    f'{sorted(table)}.'
+                )
         space = {k: v for k, v in obs_space.items() if k not in NOT_MODELLED}
         self.enc = ENCODERS[config.enc.typ](space, **config.enc[config.enc.typ], name='enc')
         self.dyn = DYNAMICS[config.dyn.typ](act_space, **config.dyn[config.dyn.typ], name='dyn')
@@ -159,19 +200,23 @@ class Model:
         self.con = heads.MLPHead(binary, **config.conhead, name='con')
         kinds = {
             k: config.policy_dist_disc if s.discrete else config.policy_dist_cont
-            for k, s in act_space.items()}
+            for k, s in act_space.items()
+        }
         self.pol = heads.MLPHead(act_space, kinds, **config.policy, name='pol')
         self.val = heads.MLPHead(scalar, **config.value, name='val')
         self.slowval = utils.SlowModel(
             heads.MLPHead(scalar, **config.value, name='slowval'),
-            source=self.val, **config.slowvalue)
+            source=self.val,
+            **config.slowvalue,
+        )
         self.retnorm = utils.Normalize(**config.retnorm, name='retnorm')
         self.valnorm = utils.Normalize(**config.valnorm, name='valnorm')
         self.advnorm = utils.Normalize(**config.advnorm, name='advnorm')
 
         self.modules = [self.dyn, self.enc, self.dec, self.rew, self.con, self.pol, self.val]
         self.opt = opt.Optimizer(
-            self.modules, opt.make_chain(**config.opt), summary_depth=1, name='opt')
+            self.modules, opt.make_chain(**config.opt), summary_depth=1, name='opt'
+        )
 
         scales = dict(config.loss_scales)
         rec = scales.pop('rec')
@@ -189,21 +234,22 @@ class Model:
     @property
     def ext_space(self):
         """Batch keys besides observations and actions (spec 2.5)."""
-        spaces = {
-            'consec': elements.Space(np.int32),
-            'stepid': elements.Space(np.uint8, 20)}
+        spaces = {'consec': elements.Space(np.int32), 'stepid': elements.Space(np.uint8, 20)}
         if self.config.replay_context:
-            spaces.update(self._prefixed(
-                self.enc.entry_space, self.dyn.entry_space, self.dec.entry_space))
+            spaces.update(
+                self._prefixed(self.enc.entry_space, self.dyn.entry_space, self.dec.entry_space)
+            )
         return spaces
 
     def init_policy(self, batch_size):
         """Zero carry: (enc, dyn, dec, previous action)."""
-        prevact = {
-            k: jnp.zeros((batch_size, *s.shape), s.dtype) for k, s in self.act_space.items()}
+        prevact = {k: jnp.zeros((batch_size, *s.shape), s.dtype) for k, s in self.act_space.items()}
         return (
-            self.enc.initial(batch_size), self.dyn.initial(batch_size),
-            self.dec.initial(batch_size), prevact)
+            self.enc.initial(batch_size),
+            self.dyn.initial(batch_size),
+            self.dec.initial(batch_size),
+            prevact,
+        )
 
     def init_train(self, batch_size):
         """Same structure as the policy carry."""
@@ -225,7 +271,8 @@ class Model:
         reset = obs['is_first']
         enc_carry, enc_entry, tokens = self.enc(enc_carry, obs, reset, single=True)
         dyn_carry, dyn_entry, feat = self.dyn.observe(
-            dyn_carry, tokens, prevact, reset, single=True)
+            dyn_carry, tokens, prevact, reset, single=True
+        )
         act = sample(self.pol(self.feat2tensor(feat), 1))
         act = {k: v.astype(self.act_space[k].dtype) for k, v in act.items()}
         outs = {}
@@ -237,7 +284,8 @@ class Model:
         """One optimiser step on a (B, C+T) batch (spec 3.11)."""
         carry, obs, prevact, stepid = self._apply_replay_context(carry, data)
         metrics, (carry, entries, aux, mets) = self.opt(
-            self.loss, carry, obs, prevact, training=True, has_aux=True)
+            self.loss, carry, obs, prevact, training=True, has_aux=True
+        )
         metrics.update(mets)
         self.slowval.update()
         replay = {'stepid': stepid, 'priority': sg(aux['priority'])}
@@ -258,13 +306,13 @@ class Model:
 
         enc_carry, enc_entries, tokens = self.enc(enc_carry, obs, reset)
         dyn_carry, dyn_entries, los, repfeat, mets = self.dyn.loss(
-            dyn_carry, tokens, prevact, reset)
+            dyn_carry, tokens, prevact, reset
+        )
         losses.update(los)
         metrics.update(mets)
         dec_carry, dec_entries, recons = self.dec(dec_carry, repfeat, reset)
         inp = self.feat2tensor(repfeat)
-        losses['rew'] = self.rew(inp if self.config.reward_grad else sg(inp), 2).loss(
-            obs['reward'])
+        losses['rew'] = self.rew(inp if self.config.reward_grad else sg(inp), 2).loss(obs['reward'])
         con = 1 - f32(obs['is_terminal'])
         if self.config.contdisc:
             con *= 1 - 1 / self.config.horizon
@@ -290,11 +338,20 @@ class Model:
         imgact = concat([imgprevact, jax.tree.map(lambda x: x[:, None], lastact)], 1)
         inp = self.feat2tensor(imgfeat)
         los, imgouts, mets = imag_loss(
-            imgact, self.rew(inp, 2).pred(), self._contprob(self.con(inp, 2)),
-            self.pol(inp, 2), self.val(inp, 2), self.slowval(inp, 2),
-            self.retnorm, self.valnorm, self.advnorm, update=training,
-            contdisc=self.config.contdisc, horizon=self.config.horizon,
-            **self.config.imag_loss)
+            imgact,
+            self.rew(inp, 2).pred(),
+            self._contprob(self.con(inp, 2)),
+            self.pol(inp, 2),
+            self.val(inp, 2),
+            self.slowval(inp, 2),
+            self.retnorm,
+            self.valnorm,
+            self.advnorm,
+            update=training,
+            contdisc=self.config.contdisc,
+            horizon=self.config.horizon,
+            **self.config.imag_loss,
+        )
         losses.update({k: v.mean(1).reshape((B, K)) for k, v in los.items()})
         metrics.update(mets)
 
@@ -305,9 +362,17 @@ class Model:
             feat, last, term, rew = jax.tree.map(lambda x: x[:, -K:], (feat, last, term, rew))
             inp = self.feat2tensor(feat)
             los, _, mets = repl_loss(
-                last, term, rew, boot, self.val(inp, 2), self.slowval(inp, 2),
-                self.valnorm, update=training, horizon=self.config.horizon,
-                **self.config.repl_loss)
+                last,
+                term,
+                rew,
+                boot,
+                self.val(inp, 2),
+                self.slowval(inp, 2),
+                self.valnorm,
+                update=training,
+                horizon=self.config.horizon,
+                **self.config.repl_loss,
+            )
             losses.update(los)
             metrics.update({f'reploss/{k}': v for k, v in mets.items()})
 
@@ -334,16 +399,16 @@ class Model:
         if self.config.report_gradnorms:
             metrics.update(self._gradnorms(carry, obs, prevact))
 
-        firsthalf = lambda xs: jax.tree.map(lambda x: x[:RB, :T // 2], xs)
-        secondhalf = lambda xs: jax.tree.map(lambda x: x[:RB, T // 2:], xs)
+        firsthalf = lambda xs: jax.tree.map(lambda x: x[:RB, : T // 2], xs)
+        secondhalf = lambda xs: jax.tree.map(lambda x: x[:RB, T // 2 :], xs)
         dyn_carry = jax.tree.map(lambda x: x[:RB], dyn_carry)
         dec_carry = jax.tree.map(lambda x: x[:RB], dec_carry)
         dyn_carry, _, obsfeat = self.dyn.observe(
-            dyn_carry, firsthalf(aux['tokens']), firsthalf(prevact), firsthalf(obs['is_first']))
+            dyn_carry, firsthalf(aux['tokens']), firsthalf(prevact), firsthalf(obs['is_first'])
+        )
         _, imgfeat, _ = self.dyn.imagine(dyn_carry, secondhalf(prevact), T - T // 2)
         dec_carry, _, obsrecons = self.dec(dec_carry, obsfeat, firsthalf(obs['is_first']))
-        _, _, imgrecons = self.dec(
-            dec_carry, imgfeat, jnp.zeros_like(secondhalf(obs['is_first'])))
+        _, _, imgrecons = self.dec(dec_carry, imgfeat, jnp.zeros_like(secondhalf(obs['is_first'])))
         for key in self.dec.imgkeys:
             pred = jnp.concatenate([obsrecons[key].pred(), imgrecons[key].pred()], 1)
             metrics[f'openloop/{key}'] = openloop_video(obs[key][:RB], pred)
@@ -357,14 +422,17 @@ class Model:
         context = dict(nj.context())
         prefixes = tuple(f'{module.path}/' for module in self.modules)
         params = {
-            k: v for k, v in context.items()
-            if k.startswith(prefixes) and jnp.issubdtype(v.dtype, jnp.floating)}
+            k: v
+            for k, v in context.items()
+            if k.startswith(prefixes) and jnp.issubdtype(v.dtype, jnp.floating)
+        }
         seed = nj.seed()
 
         def means(params):
             def fn():
                 losses = self.loss(carry, obs, prevact, training=False)[1][2]['losses']
                 return jnp.stack([losses[k].mean() for k in keys])
+
             return nj.pure(fn, nested=True)({**context, **params}, seed=seed)[1]
 
         # One forward pass, then one backward pass per loss (sequential to bound memory).
@@ -391,8 +459,8 @@ class Model:
         stepid = data['stepid']
         obs = {k: data[k] for k in self.obs_space}
         prevact = {
-            k: jnp.concatenate([prevact[k][:, None], data[k][:, :-1]], 1)
-            for k in self.act_space}
+            k: jnp.concatenate([prevact[k][:, None], data[k][:, :-1]], 1) for k in self.act_space
+        }
         C = self.config.replay_context
         if not C:
             return carry, obs, prevact, stepid
@@ -401,11 +469,15 @@ class Model:
         rhs = lambda xs: jax.tree.map(lambda x: x[:, C:], xs)
         stored = [
             {k: data[f'{name}/{k}'] for k in module.entry_space}
-            for name, module in (('enc', self.enc), ('dyn', self.dyn), ('dec', self.dec))]
-        rep_carry = nets.cast(tuple(
-            module.truncate(lhs(entries))
-            for module, entries in zip((self.enc, self.dyn, self.dec), stored)))
-        rep_prevact = {k: data[k][:, C - 1:-1] for k in self.act_space}
+            for name, module in (('enc', self.enc), ('dyn', self.dyn), ('dec', self.dec))
+        ]
+        rep_carry = nets.cast(
+            tuple(
+                module.truncate(lhs(entries))
+                for module, entries in zip((self.enc, self.dyn, self.dec), stored)
+            )
+        )
+        rep_prevact = {k: data[k][:, C - 1 : -1] for k in self.act_space}
         # Rows that start a sampled sequence have no carried state; they use the stored one.
         first = data['consec'][:, 0] == 0
         carry = where(first, rep_carry, carry)
@@ -422,8 +494,8 @@ def openloop_video(true, pred):
     video = jnp.pad(video, [[0, 0], [0, 0], [2, 2], [2, 2], [0, 0]])
     inner = jnp.zeros(video.shape, bool).at[:, :, 2:-2, 2:-2, :].set(True)
     # Green while the model observes, red once it predicts open loop.
-    border = jnp.zeros((T, C), jnp.uint8).at[:T // 2, 1 % C].set(255)
-    border = border.at[T // 2:, 0].set(255)
+    border = jnp.zeros((T, C), jnp.uint8).at[: T // 2, 1 % C].set(255)
+    border = border.at[T // 2 :, 0].set(255)
     video = jnp.where(inner, video, border[None, :, None, None, :])
     # Always ten black frames (the reference appends only min(10, T) of them).
     black = jnp.zeros((B, 10, *video.shape[2:]), jnp.uint8)

@@ -12,8 +12,14 @@ import ruamel.yaml as yaml
 # Keys with a character outside this set are regular expressions (spec 11.1).
 PLAIN_KEY = re.compile(r'^[A-Za-z0-9_.\-]+$')
 SCRIPTS = (
-    'train', 'train_eval', 'eval_only', 'parallel',
-    'parallel_env', 'parallel_envs', 'parallel_replay')
+    'train',
+    'train_eval',
+    'eval_only',
+    'parallel',
+    'parallel_env',
+    'parallel_envs',
+    'parallel_replay',
+)
 USAGE = """\
 usage: python -m dreamerv3.main [--configs NAME [NAME ...]] [--KEY VALUE ...]
 
@@ -77,9 +83,8 @@ def merge_presets(presets, names):
             continue
         if name not in presets:
             close = difflib.get_close_matches(name, valid, n=3)
-            hint = f" Did you mean {', '.join(close)}?" if close else ''
-            raise ConfigError(
-                f"Unknown preset '{name}'.{hint} Valid presets: {', '.join(valid)}.")
+            hint = f' Did you mean {", ".join(close)}?' if close else ''
+            raise ConfigError(f"Unknown preset '{name}'.{hint} Valid presets: {', '.join(valid)}.")
         try:
             config = config.update(presets[name])
         except (KeyError, TypeError) as e:
@@ -100,11 +105,11 @@ def group_flags(argv):
             groups[-1][1].append(arg)
         else:
             raise ConfigError(
-                f"Unexpected value '{arg}' without a flag before it: "
-                'write flags as --KEY VALUE.')
+                f"Unexpected value '{arg}' without a flag before it: write flags as --KEY VALUE."
+            )
     for key, values in groups:
         if not values:
-            raise ConfigError(f"Flag --{key} is missing its value: write --{key} VALUE.")
+            raise ConfigError(f'Flag --{key} is missing its value: write --{key} VALUE.')
     return groups
 
 
@@ -119,19 +124,20 @@ def check_key(config, key):
         if sections:
             raise ConfigError(
                 f'--{name} names a whole section; set one of its keys instead, '
-                f'e.g. --{sorted(sections)[0]}.')
+                f'e.g. --{sorted(sections)[0]}.'
+            )
     else:
         try:
             if any(re.fullmatch(name, k) for k in flat):
                 return
         except re.error as e:
-            raise ConfigError(f"Flag --{name} is not a valid regular expression: {e}.")
+            raise ConfigError(f'Flag --{name} is not a valid regular expression: {e}.')
     close = difflib.get_close_matches(name, list(flat), n=5, cutoff=0.5)
     if not close:
         tail = name.split('.')[-1]
         close = [k for k in flat if k.split('.')[-1] == tail][:5]
-    hint = f" Closest valid keys: {', '.join('--' + k for k in close)}." if close else ''
-    raise ConfigError(f"Unknown flag --{name}: no config key matches it.{hint}")
+    hint = f' Closest valid keys: {", ".join("--" + k for k in close)}.' if close else ''
+    raise ConfigError(f'Unknown flag --{name}: no config key matches it.{hint}')
 
 
 def apply_flags(config, argv):
@@ -147,8 +153,9 @@ def apply_flags(config, argv):
             if isinstance(current, tuple) and current:
                 wanted = f'a list of {type(current[0]).__name__}'
             raise ConfigError(
-                f"Invalid value {' '.join(values)!r} for --{name}: expected {wanted} "
-                f'(default {current!r}). Details: {e}') from e
+                f'Invalid value {" ".join(values)!r} for --{name}: expected {wanted} '
+                f'(default {current!r}). Details: {e}'
+            ) from e
     return config
 
 
@@ -162,11 +169,9 @@ def finalize(config, environ=None):
         try:
             config = config.update(replica=int(value))
         except ValueError as e:
-            raise ConfigError(
-                f'JOB_COMPLETION_INDEX must be an integer, got {value!r}.') from e
+            raise ConfigError(f'JOB_COMPLETION_INDEX must be an integer, got {value!r}.') from e
     if config.script not in SCRIPTS:
-        raise ConfigError(
-            f"Unknown script '{config.script}'. Valid scripts: {', '.join(SCRIPTS)}.")
+        raise ConfigError(f"Unknown script '{config.script}'. Valid scripts: {', '.join(SCRIPTS)}.")
     return multihost(config)
 
 
@@ -186,7 +191,8 @@ def multihost(config):
     if not 0 <= pid < config.jax.num_processes:
         raise ConfigError(
             f'jax.process_id is {pid}, but jax.num_processes={config.jax.num_processes} needs '
-            'an id from 0 to num_processes - 1; set --jax.process_id or JOB_COMPLETION_INDEX.')
+            'an id from 0 to num_processes - 1; set --jax.process_id or JOB_COMPLETION_INDEX.'
+        )
     if pid > 0:
         config = config.update(logdir=os.path.join(config.logdir, f'process{pid}'))
     return config
@@ -218,5 +224,7 @@ def config_diff(old, new, prefixes=('',)):
     old, new = old.flat, new.flat
     keys = sorted(set(old) | set(new))
     return [
-        (k, old.get(k), new.get(k)) for k in keys
-        if any(k.startswith(p) for p in prefixes) and old.get(k) != new.get(k)]
+        (k, old.get(k), new.get(k))
+        for k in keys
+        if any(k.startswith(p) for p in prefixes) and old.get(k) != new.get(k)
+    ]

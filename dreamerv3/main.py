@@ -10,8 +10,14 @@ from . import config as configlib
 
 # Top-level keys that both the run scripts and the agent receive next to their own section.
 SHARED_KEYS = (
-    'logdir', 'replica', 'replicas', 'batch_size', 'batch_length', 'report_length',
-    'replay_context')
+    'logdir',
+    'replica',
+    'replicas',
+    'batch_size',
+    'batch_length',
+    'report_length',
+    'replay_context',
+)
 
 BANNER = r"""
   ___                        __   ______
@@ -69,8 +75,10 @@ def run(config):
         # portal stops every process at once while an error file of an earlier run exists.
         errfile.remove()
     portal.setup(
-        errfile=errfile, ipv6=config.ipv6,
-        initfns=[functools.partial(init_timer, config.logger.timer)])
+        errfile=errfile,
+        ipv6=config.ipv6,
+        initfns=[functools.partial(init_timer, config.logger.timer)],
+    )
 
     bind = functools.partial
     fns = dict(
@@ -88,8 +96,7 @@ def run(config):
     except ModuleNotFoundError as e:
         if e.name != f'embodied.run.{name}':
             raise
-        raise configlib.ConfigError(
-            f"Script '{script}' is not available in this version.") from e
+        raise configlib.ConfigError(f"Script '{script}' is not available in this version.") from e
     if script == 'parallel_env':
         is_eval = config.replica >= config.run.envs
         return module.parallel_env(fns['make_env'], config.replica, args, is_eval)
@@ -112,7 +119,8 @@ def check_task(task):
 
     if '_' not in task:
         raise configlib.ConfigError(
-            f"Task '{task}' must look like <suite>_<name>, e.g. atari_pong or dmc_walker_walk.")
+            f"Task '{task}' must look like <suite>_<name>, e.g. atari_pong or dmc_walker_walk."
+        )
     try:
         registry.load(task.split('_', 1)[0])
     except (registry.MissingSuiteError, ValueError) as e:
@@ -144,7 +152,8 @@ def make_args(config):
     """The run-script arguments: every run.* key plus the batch and replica settings."""
     keys = SHARED_KEYS + ('consec_train', 'consec_report')
     return elements.Config(
-        **config.run, **{k: config[k] for k in keys}, video_fps=config.logger.fps)
+        **config.run, **{k: config[k] for k in keys}, video_fps=config.logger.fps
+    )
 
 
 def make_agent(config):
@@ -159,9 +168,13 @@ def make_agent(config):
         return embodied.RandomAgent(obs_space, act_space)
     from .agent import Agent
 
-    return Agent(obs_space, act_space, elements.Config(
-        **config.agent, **{k: config[k] for k in SHARED_KEYS}, seed=config.seed,
-        jax=config.jax))
+    return Agent(
+        obs_space,
+        act_space,
+        elements.Config(
+            **config.agent, **{k: config[k] for k in SHARED_KEYS}, seed=config.seed, jax=config.jax
+        ),
+    )
 
 
 def make_logger(config):
@@ -171,9 +184,16 @@ def make_logger(config):
     step = elements.Counter()
     suite = config.task.split('_', 1)[0]
     multiplier = config.env.get(suite, {}).get('repeat', 1)
-    return elements.Logger(step, outputs.make_outputs(
-        config.logdir, config.logger.outputs, config.logger.filter, config.logger.fps,
-    ), multiplier)
+    return elements.Logger(
+        step,
+        outputs.make_outputs(
+            config.logdir,
+            config.logger.outputs,
+            config.logger.filter,
+            config.logger.fps,
+        ),
+        multiplier,
+    )
 
 
 def make_replay(config, folder, mode='train'):
@@ -187,28 +207,37 @@ def make_replay(config, folder, mode='train'):
     if config.batch_size * length > capacity:
         raise configlib.ConfigError(
             f'replay.size {capacity:g} ({mode}) cannot hold one batch of '
-            f'batch_size {config.batch_size} x {length} steps; raise replay.size.')
+            f'batch_size {config.batch_size} x {length} steps; raise replay.size.'
+        )
     directory = elements.Path(config.logdir) / folder
     if config.replicas > 1:
         directory /= f'{config.replica:05}'
     kwargs = dict(
-        length=length, capacity=int(capacity), directory=directory,
-        online=config.replay.online, chunksize=config.replay.chunksize)
+        length=length,
+        capacity=int(capacity),
+        directory=directory,
+        online=config.replay.online,
+        chunksize=config.replay.chunksize,
+    )
     if mode == 'train' and config.replay.fracs.uniform < 1:
         if config.jax.compute_dtype not in ('bfloat16', 'float32'):
             raise configlib.ConfigError(
                 'Prioritized and recency replay need jax.compute_dtype bfloat16 or '
-                f'float32, not {config.jax.compute_dtype}.')
+                f'float32, not {config.jax.compute_dtype}.'
+            )
         import numpy as np
 
         recency = 1.0 / np.arange(1, int(capacity) + 1) ** config.replay.recexp
         prio = dict(config.replay.prio)
         prio['initial'] = float(prio['initial'])
-        kwargs['selector'] = embodied.selectors.Mixture(dict(
-            uniform=embodied.selectors.Uniform(),
-            priority=embodied.selectors.Prioritized(**prio),
-            recency=embodied.selectors.Recency(recency),
-        ), dict(config.replay.fracs))
+        kwargs['selector'] = embodied.selectors.Mixture(
+            dict(
+                uniform=embodied.selectors.Uniform(),
+                priority=embodied.selectors.Prioritized(**prio),
+                recency=embodied.selectors.Recency(recency),
+            ),
+            dict(config.replay.fracs),
+        )
     return embodied.replay.Replay(**kwargs)
 
 
@@ -221,7 +250,7 @@ def make_env(config, index, **overrides):
     ctor = registry.load(suite)
     kwargs = dict(config.env.get(suite, {}))
     if kwargs.pop('use_seed', False):
-        kwargs['seed'] = hash((config.seed, index)) % (2 ** 32 - 1)
+        kwargs['seed'] = hash((config.seed, index)) % (2**32 - 1)
     if kwargs.pop('use_logdir', False):
         kwargs['logdir'] = elements.Path(config.logdir) / f'env{index}'
     kwargs.update(overrides)
@@ -240,7 +269,8 @@ def make_stream(config, replay, mode):
         consec=config.consec_train if mode == 'train' else config.consec_report,
         prefix=config.replay_context,
         strict=(mode == 'train'),
-        contiguous=True)
+        contiguous=True,
+    )
 
 
 if __name__ == '__main__':

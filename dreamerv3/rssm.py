@@ -17,9 +17,11 @@ sg = jax.lax.stop_gradient
 
 def mask(tree, keep):
     """Zero every leaf of `tree` where the batch flag `keep` is False."""
+
     def fn(x):
         m = keep.reshape(keep.shape + (1,) * (x.ndim - keep.ndim))
         return jnp.where(m, x, jnp.zeros_like(x))
+
     return jax.tree.map(fn, tree)
 
 
@@ -72,7 +74,8 @@ class RSSM(nj.Module):
         if self.deter % self.blocks:
             raise ValueError(
                 f'RSSM deter={self.deter} must be divisible by blocks={self.blocks}; '
-                'change agent.dyn.rssm.deter or agent.dyn.rssm.blocks.')
+                'change agent.dyn.rssm.deter or agent.dyn.rssm.blocks.'
+            )
         self.act_space = act_space
 
     @property
@@ -80,13 +83,17 @@ class RSSM(nj.Module):
         """Spaces of the per-step entries stored in replay as context (spec 2.3)."""
         return {
             'deter': elements.Space(np.float32, self.deter),
-            'stoch': elements.Space(np.float32, (self.stoch, self.classes))}
+            'stoch': elements.Space(np.float32, (self.stoch, self.classes)),
+        }
 
     def initial(self, batch_size):
         """All-zero latent state for `batch_size` sequences."""
-        return nets.cast({
-            'deter': jnp.zeros((batch_size, self.deter), f32),
-            'stoch': jnp.zeros((batch_size, self.stoch, self.classes), f32)})
+        return nets.cast(
+            {
+                'deter': jnp.zeros((batch_size, self.deter), f32),
+                'stoch': jnp.zeros((batch_size, self.stoch, self.classes), f32),
+            }
+        )
 
     def truncate(self, entries):
         """Carry made of the last time step of (B, T, ...) entries."""
@@ -94,8 +101,7 @@ class RSSM(nj.Module):
 
     def starts(self, entries, nlast):
         """The last `nlast` steps of (B, T, ...) entries as B * nlast independent states."""
-        return jax.tree.map(
-            lambda x: x[:, -nlast:].reshape((-1, *x.shape[2:])), entries)
+        return jax.tree.map(lambda x: x[:, -nlast:].reshape((-1, *x.shape[2:])), entries)
 
     def observe(self, carry, tokens, action, reset, single=False):
         """Posterior steps; over time (axis 1) unless `single`. Returns carry, entries, feat."""
@@ -103,8 +109,7 @@ class RSSM(nj.Module):
         if single:
             carry, (entry, feat) = self._observe(carry, (tokens, action, reset))
             return carry, entry, feat
-        carry, (entries, feat) = nj.scan(
-            self._observe, carry, (tokens, action, reset), axis=1)
+        carry, (entries, feat) = nj.scan(self._observe, carry, (tokens, action, reset), axis=1)
         return carry, entries, feat
 
     def imagine(self, carry, policy, length, single=False):
@@ -119,8 +124,7 @@ class RSSM(nj.Module):
             step = lambda c, _: self._imagine(c, policy)
             carry, (feat, action) = nj.scan(step, carry, (), length, axis=1)
         else:
-            carry, (feat, action) = nj.scan(
-                self._imagine, carry, nets.cast(policy), length, axis=1)
+            carry, (feat, action) = nj.scan(self._imagine, carry, nets.cast(policy), length, axis=1)
         return carry, feat, action
 
     def loss(self, carry, tokens, action, reset):
@@ -131,7 +135,8 @@ class RSSM(nj.Module):
         dyn, rep = kl_losses(post, prior, self.unimix, self.free_nats)
         metrics = {
             'dyn_ent': self._dist(prior).entropy().mean(),
-            'rep_ent': self._dist(post).entropy().mean()}
+            'rep_ent': self._dist(post).entropy().mean(),
+        }
         return carry, entries, {'dyn': dyn, 'rep': rep}, feat, metrics
 
     def _observe(self, carry, inputs):
@@ -181,7 +186,8 @@ class RSSM(nj.Module):
         x = self.sub('dyngru', nets.BlockLinear, 3 * self.deter, g, winit=self.winit)(x)
         x = einops.rearrange(x, '... (g h) -> ... g h', g=g)
         reset, cand, update = [
-            einops.rearrange(part, '... g h -> ... (g h)') for part in jnp.split(x, 3, -1)]
+            einops.rearrange(part, '... g h -> ... (g h)') for part in jnp.split(x, 3, -1)
+        ]
         reset = jax.nn.sigmoid(reset)
         cand = jnp.tanh(reset * cand)
         update = jax.nn.sigmoid(update - 1)
@@ -194,8 +200,8 @@ class RSSM(nj.Module):
 
     def _logit(self, name, x):
         x = self.sub(
-            name, nets.Linear, self.stoch * self.classes,
-            winit=self.winit, outscale=self.outscale)(x)
+            name, nets.Linear, self.stoch * self.classes, winit=self.winit, outscale=self.outscale
+        )(x)
         return x.reshape((*x.shape[:-1], self.stoch, self.classes))
 
     def _dist(self, logit):
@@ -207,11 +213,13 @@ def split_keys(obs_space):
     bad = {k: s.shape for k, s in obs_space.items() if len(s.shape) > 3}
     if bad:
         raise ValueError(
-            f'Observations of rank > 3 are not supported: {bad}. Flatten or drop these keys.')
+            f'Observations of rank > 3 are not supported: {bad}. Flatten or drop these keys.'
+        )
     if not obs_space:
         raise ValueError(
             'The encoder and decoder need at least one observation key besides is_first, '
-            'is_last, is_terminal and reward.')
+            'is_last, is_terminal and reward.'
+        )
     veckeys = [k for k, s in obs_space.items() if len(s.shape) <= 2]
     imgkeys = [k for k, s in obs_space.items() if len(s.shape) == 3]
     return veckeys, imgkeys
@@ -290,14 +298,16 @@ class Encoder(Stateless, nj.Module):
                 if H % 2 or W % 2:
                     raise ValueError(
                         f'Encoder stage {i} max-pools a {H}x{W} map; both sides must be even. '
-                        'Resize the images to a multiple of 2**len(mults).')
+                        'Resize the images to a multiple of 2**len(mults).'
+                    )
                 x = x.reshape((B, H // 2, 2, W // 2, 2, C)).max((2, 4))
             x = self.sub(f'cnn{i}norm', nets.Norm, self.norm)(x)
             x = nets.act(self.act)(x)
         if not (3 <= x.shape[-3] <= 16 and 3 <= x.shape[-2] <= 16):
             raise ValueError(
                 f'Encoder output map is {x.shape[-3]}x{x.shape[-2]}; expected 3..16 per side. '
-                'Change the image size or agent.enc.simple.mults.')
+                'Change the image size or agent.enc.simple.mults.'
+            )
         return x.reshape((x.shape[0], -1))
 
 
@@ -342,11 +352,12 @@ class Decoder(Stateless, nj.Module):
         cont = 'symlog_mse' if self.symlog else 'mse'
         kinds = {k: 'categorical' if s.discrete else cont for k, s in spaces.items()}
         x = self.sub(
-            'mlp', nets.MLP, self.layers, self.units,
-            act=self.act, norm=self.norm, winit=self.winit)(inp)
+            'mlp', nets.MLP, self.layers, self.units, act=self.act, norm=self.norm, winit=self.winit
+        )(inp)
         x = x.reshape((*bshape, *x.shape[1:]))
         head = self.sub(
-            'vec', heads.DictHead, spaces, kinds, winit=self.winit, outscale=self.outscale)
+            'vec', heads.DictHead, spaces, kinds, winit=self.winit, outscale=self.outscale
+        )
         return head(x)
 
     def _image(self, feat, bshape):
@@ -354,12 +365,14 @@ class Decoder(Stateless, nj.Module):
         if any(x % factor for x in self.imgres):
             raise ValueError(
                 f'Image size {tuple(self.imgres)} is not divisible by {factor}; '
-                'change the image size or agent.dec.simple.mults.')
+                'change the image size or agent.dec.simple.mults.'
+            )
         minres = [int(x // factor) for x in self.imgres]
         if not all(3 <= x <= 16 for x in minres):
             raise ValueError(
                 f'Decoder start map {minres} must be 3..16 per side; '
-                'change the image size or agent.dec.simple.mults.')
+                'change the image size or agent.dec.simple.mults.'
+            )
         shape = (*minres, self.depths[-1])
         deter = nets.cast(feat['deter']).reshape((math.prod(bshape), -1))
         stoch = nets.cast(feat['stoch']).reshape((math.prod(bshape), -1))
@@ -367,13 +380,14 @@ class Decoder(Stateless, nj.Module):
             x = self._spatial_blocks(deter, stoch, shape)
         else:
             x = self.sub('space', nets.Linear, shape, winit=self.winit)(
-                jnp.concatenate([stoch, deter], -1))
+                jnp.concatenate([stoch, deter], -1)
+            )
             x = nets.act(self.act)(self.sub('spacenorm', nets.Norm, self.norm)(x))
         for i, depth in reversed(list(enumerate(self.depths[:-1]))):
             if self.strided:
                 x = self.sub(
-                    f'conv{i}', nets.Conv2D, depth, self.kernel, 2,
-                    transp=True, winit=self.winit)(x)
+                    f'conv{i}', nets.Conv2D, depth, self.kernel, 2, transp=True, winit=self.winit
+                )(x)
             else:
                 x = x.repeat(2, -2).repeat(2, -3)
                 x = self.sub(f'conv{i}', nets.Conv2D, depth, self.kernel, winit=self.winit)(x)
@@ -391,7 +405,8 @@ class Decoder(Stateless, nj.Module):
         split = np.cumsum([self.obs_space[k].shape[-1] for k in self.imgkeys][:-1])
         return {
             k: outs.Agg(outs.MSE(part), 3, jnp.sum)
-            for k, part in zip(self.imgkeys, jnp.split(x, split, -1))}
+            for k, part in zip(self.imgkeys, jnp.split(x, split, -1))
+        }
 
     def _spatial_blocks(self, deter, stoch, shape):
         # Each block of deter paints a whole spatial map with its own slice of the channels.
@@ -399,10 +414,10 @@ class Decoder(Stateless, nj.Module):
         if deter.shape[-1] % g or shape[-1] % g:
             raise ValueError(
                 f'Decoder bspace={g} must divide deter={deter.shape[-1]} and the last depth '
-                f'{shape[-1]}; change agent.dec.simple.bspace.')
+                f'{shape[-1]}; change agent.dec.simple.bspace.'
+            )
         x0 = self.sub('sp0', nets.BlockLinear, math.prod(shape), g, winit=self.winit)(deter)
-        x0 = einops.rearrange(
-            x0, '... (g h w c) -> ... h w (g c)', h=shape[0], w=shape[1], g=g)
+        x0 = einops.rearrange(x0, '... (g h w c) -> ... h w (g c)', h=shape[0], w=shape[1], g=g)
         x1 = dense(self, 'sp1', 2 * self.units, stoch, self.act, self.norm, winit=self.winit)
         x1 = self.sub('sp2', nets.Linear, shape, winit=self.winit)(x1)
         x = self.sub('spnorm', nets.Norm, self.norm)(x0 + x1)

@@ -18,7 +18,8 @@ from embodied.core.replay import Replay
 def make_selector(name, capacity, seed):
     """The selector a config would build under this name."""
     prio = lambda: selectors.Prioritized(
-        exponent=0.8, initial='inf', zero_on_sample=True, maxfrac=0.5, seed=seed)
+        exponent=0.8, initial='inf', zero_on_sample=True, maxfrac=0.5, seed=seed
+    )
     recency = lambda: selectors.Recency(1 / np.arange(1, capacity + 1) ** 1.0, seed=seed)
     if name == 'uniform':
         return selectors.Uniform(seed)
@@ -29,28 +30,37 @@ def make_selector(name, capacity, seed):
     if name == 'mixture':
         return selectors.Mixture(
             {'uniform': selectors.Uniform(seed), 'priority': prio(), 'recency': recency()},
-            {'uniform': 0.5, 'priority': 0.3, 'recency': 0.2}, seed=seed)
+            {'uniform': 0.5, 'priority': 0.3, 'recency': 0.2},
+            seed=seed,
+        )
     raise ValueError(f'Unknown selector {name!r}; use uniform, prioritized, recency, mixture.')
 
 
 def make_steps(count, rng):
     """Distinct steps shaped like an Atari-sized observation plus small vectors."""
-    return [{
-        'image': rng.integers(0, 255, (64, 64, 3), np.uint8),
-        'vector': rng.normal(size=8).astype(np.float32),
-        'action': rng.normal(size=4).astype(np.float32),
-        'reward': np.float32(rng.normal()),
-        'is_first': np.bool_(i % 500 == 0),
-        'is_last': np.bool_(i % 500 == 499),
-        'is_terminal': np.bool_(False),
-    } for i in range(count)]
+    return [
+        {
+            'image': rng.integers(0, 255, (64, 64, 3), np.uint8),
+            'vector': rng.normal(size=8).astype(np.float32),
+            'action': rng.normal(size=4).astype(np.float32),
+            'reward': np.float32(rng.normal()),
+            'is_first': np.bool_(i % 500 == 0),
+            'is_last': np.bool_(i % 500 == 499),
+            'is_terminal': np.bool_(False),
+        }
+        for i in range(count)
+    ]
 
 
 def bench(name, args, steps):
     """Time add, sample and update on a fresh replay."""
     replay = Replay(
-        args.length, args.capacity, chunksize=args.chunksize,
-        selector=make_selector(name, args.capacity, args.seed), seed=args.seed)
+        args.length,
+        args.capacity,
+        chunksize=args.chunksize,
+        selector=make_selector(name, args.capacity, args.seed),
+        seed=args.seed,
+    )
     start = time.perf_counter()
     for index in range(args.steps):
         replay.add(steps[index % len(steps)], worker=index % args.workers)
@@ -97,14 +107,22 @@ def main():
     results = {}
     for name in args.selectors.split(','):
         results[name] = bench(name, args, steps)
-    print(json.dumps({
-        'machine': {
-            'cpu': platform.processor() or platform.machine(), 'cores': os.cpu_count(),
-            'python': platform.python_version(), 'numpy': np.__version__},
-        'args': vars(args),
-        'step_bytes': sum(np.asarray(v).nbytes for v in steps[0].values()) + 20,
-        'results': results,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                'machine': {
+                    'cpu': platform.processor() or platform.machine(),
+                    'cores': os.cpu_count(),
+                    'python': platform.python_version(),
+                    'numpy': np.__version__,
+                },
+                'args': vars(args),
+                'step_bytes': sum(np.asarray(v).nbytes for v in steps[0].values()) + 20,
+                'results': results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == '__main__':

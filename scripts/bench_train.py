@@ -33,7 +33,7 @@ def random_batch(agent, config, rng):
             batch[key] = rng.uniform(0, 1, shape) < 0.05
         else:
             low = np.maximum(space.low, 0)
-            high = np.minimum(space.high, 255 if space.dtype == np.uint8 else 2 ** 16)
+            high = np.minimum(space.high, 255 if space.dtype == np.uint8 else 2**16)
             batch[key] = rng.integers(low, high, shape).astype(space.dtype)
     return batch
 
@@ -63,13 +63,23 @@ def main():
         carry, outs, metrics = agent.train(carry, batches[i % 2])
         jax.block_until_ready((carry, outs, metrics))
         durations.append(time.time() - start)
-    print(json.dumps(dict(
-        configs=rest, device=str(jax.devices()[0]), processor=platform.processor(),
-        batch=[config.batch_size, config.batch_length], build_s=round(build, 1),
-        warmup_s=round(warmup, 1), sec_per_update=round(float(np.median(durations)), 4),
-        updates_per_s=round(1 / float(np.median(durations)), 2),
-        replayed_steps_per_s=round(
-            config.batch_size * config.batch_length / float(np.median(durations)), 1))))
+    print(
+        json.dumps(
+            dict(
+                configs=rest,
+                device=str(jax.devices()[0]),
+                processor=platform.processor(),
+                batch=[config.batch_size, config.batch_length],
+                build_s=round(build, 1),
+                warmup_s=round(warmup, 1),
+                sec_per_update=round(float(np.median(durations)), 4),
+                updates_per_s=round(1 / float(np.median(durations)), 2),
+                replayed_steps_per_s=round(
+                    config.batch_size * config.batch_length / float(np.median(durations)), 1
+                ),
+            )
+        )
+    )
 
 
 if __name__ == '__main__':

@@ -16,8 +16,18 @@ import time
 import numpy as np
 
 FLAGS = [
-    '--task', 'gym_CartPole-v1', '--configs', 'size1m', '--run.train_ratio', '64',
-    '--run.envs', '1', '--jax.compute_dtype', 'float32', '--jax.platform', 'cpu',
+    '--task',
+    'gym_CartPole-v1',
+    '--configs',
+    'size1m',
+    '--run.train_ratio',
+    '64',
+    '--run.envs',
+    '1',
+    '--jax.compute_dtype',
+    'float32',
+    '--jax.platform',
+    'cpu',
 ]
 
 
@@ -49,8 +59,17 @@ def main():
     args, extra = parser.parse_known_args()
     start = time.time()
     if not args.no_run:
-        cmd = [sys.executable, '-m', 'dreamerv3.main', *FLAGS, '--logdir', args.logdir,
-               '--run.steps', str(args.steps), *extra]
+        cmd = [
+            sys.executable,
+            '-m',
+            'dreamerv3.main',
+            *FLAGS,
+            '--logdir',
+            args.logdir,
+            '--run.steps',
+            str(args.steps),
+            *extra,
+        ]
         print('Running:', ' '.join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     duration = time.time() - start
@@ -61,10 +80,14 @@ def main():
     for end, mean, count in curve(steps, scores, args.bin):
         print(f'steps <= {end:6d}: mean score {mean:7.1f} over {count} episodes')
     summary = dict(
-        final_mean_last10=round(final, 1), episodes=int(len(scores)), last_step=int(steps[-1]),
+        final_mean_last10=round(final, 1),
+        episodes=int(len(scores)),
+        last_step=int(steps[-1]),
         wall_clock_s=round(duration, 1),
         env_steps_per_s=round(args.steps / duration, 2) if not args.no_run else None,
-        threshold=args.threshold, passed=final >= args.threshold)
+        threshold=args.threshold,
+        passed=final >= args.threshold,
+    )
     print(json.dumps(summary))
     sys.exit(0 if summary['passed'] else 1)
 

@@ -8,17 +8,22 @@ import pytest
 
 def run(*argv):
     return subprocess.run(
-        [sys.executable, '-m', 'dreamerv3.main', *argv],
-        capture_output=True, text=True, timeout=120)
+        [sys.executable, '-m', 'dreamerv3.main', *argv], capture_output=True, text=True, timeout=120
+    )
 
 
-@pytest.mark.parametrize('argv, message', [
-    (['--configs', 'debgu'], "Unknown preset 'debgu'. Did you mean debug? Valid presets:"),
-    (['--run.stepz', '3'], 'Unknown flag --run.stepz: no config key matches it. '
-                           'Closest valid keys: --run.steps'),
-    (['--run.steps', 'abc'], "Invalid value 'abc' for --run.steps: expected float"),
-    (['--run.steps'], 'Flag --run.steps is missing its value'),
-])
+@pytest.mark.parametrize(
+    'argv, message',
+    [
+        (['--configs', 'debgu'], "Unknown preset 'debgu'. Did you mean debug? Valid presets:"),
+        (
+            ['--run.stepz', '3'],
+            'Unknown flag --run.stepz: no config key matches it. Closest valid keys: --run.steps',
+        ),
+        (['--run.steps', 'abc'], "Invalid value 'abc' for --run.steps: expected float"),
+        (['--run.steps'], 'Flag --run.steps is missing its value'),
+    ],
+)
 def test_bad_input_exits_2_without_traceback(argv, message):
     result = run(*argv)
     assert result.returncode == 2, result.stderr
@@ -26,11 +31,14 @@ def test_bad_input_exits_2_without_traceback(argv, message):
     assert 'Traceback' not in result.stderr + result.stdout
 
 
-@pytest.mark.parametrize('task, message', [
-    ('dmlab_goals', "Environment suite 'dmlab' needs the Python module 'deepmind_lab'"),
-    ('foo_bar', "Unknown environment suite 'foo'"),
-    ('pong', "Task 'pong' must look like <suite>_<name>"),
-])
+@pytest.mark.parametrize(
+    'task, message',
+    [
+        ('dmlab_goals', "Environment suite 'dmlab' needs the Python module 'deepmind_lab'"),
+        ('foo_bar', "Unknown environment suite 'foo'"),
+        ('pong', "Task 'pong' must look like <suite>_<name>"),
+    ],
+)
 def test_bad_task_exits_2_before_creating_the_logdir(tmp_path, task, message):
     logdir = tmp_path / 'run'
     result = run('--configs', 'debug', '--task', task, '--logdir', str(logdir))

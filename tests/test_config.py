@@ -70,7 +70,8 @@ def test_added_keys_keep_reference_behaviour(presets):
 
 def test_presets_apply_in_order_and_flags_win():
     config, _ = configlib.parse(
-        ['--configs', 'size12m', 'debug', '--batch_size', '3', '--logdir', '/tmp/x'])
+        ['--configs', 'size12m', 'debug', '--batch_size', '3', '--logdir', '/tmp/x']
+    )
     assert config.agent.dyn.rssm.deter == 8  # debug came after size12m
     assert config.batch_size == 3
     config, _ = configlib.parse(['--configs=debug,size12m', '--logdir', '/tmp/x'])
@@ -79,9 +80,20 @@ def test_presets_apply_in_order_and_flags_win():
 
 
 def test_nested_and_regex_flags():
-    config, _ = configlib.parse([
-        '--run.steps', '1e5', '--agent.opt.lr', '1e-4', r'--.*\.units', '32',
-        '--jax.policy_devices', '0', '1', '--logdir=/tmp/y'])
+    config, _ = configlib.parse(
+        [
+            '--run.steps',
+            '1e5',
+            '--agent.opt.lr',
+            '1e-4',
+            r'--.*\.units',
+            '32',
+            '--jax.policy_devices',
+            '0',
+            '1',
+            '--logdir=/tmp/y',
+        ]
+    )
     assert config.run.steps == 1e5
     assert config.agent.opt.lr == 1e-4
     assert config.agent.enc.simple.units == 32
@@ -112,17 +124,20 @@ def test_multihost_processes_get_their_id_and_part_of_the_logdir():
         configlib.parse(flags, environ={'JOB_COMPLETION_INDEX': '3'})
 
 
-@pytest.mark.parametrize('argv, message', [
-    (['--configs', 'debgu'], "Unknown preset 'debgu'. Did you mean debug?"),
-    (['--run.stepz', '3'], 'Closest valid keys: --run.steps'),
-    (['--run.steps', 'abc'], "Invalid value 'abc' for --run.steps: expected float"),
-    (['--run.envs', '1.5'], "Invalid value '1.5' for --run.envs: expected int"),
-    (['--jax.jit', 'yes'], 'expected bool'),
-    (['--run.steps'], 'Flag --run.steps is missing its value'),
-    (['stray'], "Unexpected value 'stray'"),
-    (['--run', '3'], '--run names a whole section'),
-    (['--script', 'trian'], "Unknown script 'trian'"),
-])
+@pytest.mark.parametrize(
+    'argv, message',
+    [
+        (['--configs', 'debgu'], "Unknown preset 'debgu'. Did you mean debug?"),
+        (['--run.stepz', '3'], 'Closest valid keys: --run.steps'),
+        (['--run.steps', 'abc'], "Invalid value 'abc' for --run.steps: expected float"),
+        (['--run.envs', '1.5'], "Invalid value '1.5' for --run.envs: expected int"),
+        (['--jax.jit', 'yes'], 'expected bool'),
+        (['--run.steps'], 'Flag --run.steps is missing its value'),
+        (['stray'], "Unexpected value 'stray'"),
+        (['--run', '3'], '--run names a whole section'),
+        (['--script', 'trian'], "Unknown script 'trian'"),
+    ],
+)
 def test_bad_input_raises_clear_error(argv, message):
     with pytest.raises(configlib.ConfigError) as info:
         configlib.parse(argv + ['--logdir', '/tmp/w'] if argv[0] != 'stray' else argv)

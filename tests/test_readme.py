@@ -50,11 +50,12 @@ def test_training_commands_parse(cmd):
 
 
 def test_install_commands_name_real_extras():
-    extras = set(tomllib.loads((ROOT / 'pyproject.toml').read_text())[
-        'project']['optional-dependencies'])
+    extras = set(
+        tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['optional-dependencies']
+    )
     named = set()
     for cmd in by_prefix('pip install'):
-        for spec in re.findall(r"\.\[([a-z0-9_,]+)\]", cmd):
+        for spec in re.findall(r'\.\[([a-z0-9_,]+)\]', cmd):
             named.update(spec.split(','))
     assert named and named <= extras, named - extras
     assert (ROOT / 'requirements.txt').exists() and (ROOT / 'Dockerfile').exists()
@@ -66,13 +67,17 @@ def test_test_command_is_what_ci_runs():
         assert cmd in ci, cmd
 
 
-@pytest.mark.parametrize('path', sorted({
-    m for cmd in commands() for m in re.findall(r'scripts/\w+\.py', cmd)} | {
-    m for m in re.findall(r'`(scripts/\w+\.py)`', README)}))
+@pytest.mark.parametrize(
+    'path',
+    sorted(
+        {m for cmd in commands() for m in re.findall(r'scripts/\w+\.py', cmd)}
+        | {m for m in re.findall(r'`(scripts/\w+\.py)`', README)}
+    ),
+)
 def test_scripts_exist_and_show_help(path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / path), '--help'], capture_output=True, text=True,
-        timeout=60)
+        [sys.executable, str(ROOT / path), '--help'], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert 'usage' in result.stdout.lower()
 

@@ -42,10 +42,7 @@ class Env:
     """Interface every environment implements; resets go through the `reset` action."""
 
     def __repr__(self):
-        return (
-                f'{self.__class__.__name__}('
-                f'obs_space={self.obs_space}, '
-                f'act_space={self.act_space})')
+        return f'{self.__class__.__name__}(obs_space={self.obs_space}, act_space={self.act_space})'
 
     @property
     def obs_space(self):
@@ -83,8 +80,9 @@ class Wrapper:
             return getattr(self.env, name)
         except AttributeError:
             raise ValueError(
-                    f"'{type(self.env).__name__}' wrapped by '{type(self).__name__}' "
-                    f"has no attribute '{name}'")
+                f"'{type(self.env).__name__}' wrapped by '{type(self).__name__}' "
+                f"has no attribute '{name}'"
+            )
 
 
 class SetupError(RuntimeError):

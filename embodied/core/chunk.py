@@ -29,10 +29,9 @@ def parse_filename(filename):
     name = pathlib.PurePath(str(filename)).name
     if not name.endswith('.npz'):
         raise ValueError(f'Chunk file {name!r} does not end in .npz.')
-    parts = name[:-len('.npz')].split('-')
+    parts = name[: -len('.npz')].split('-')
     if len(parts) != 4:
-        raise ValueError(
-            f'Chunk file {name!r} is not named <time>-<uuid>-<succ>-<length>.npz.')
+        raise ValueError(f'Chunk file {name!r} is not named <time>-<uuid>-<succ>-<length>.npz.')
     time, uuid, succ, length = parts
     return time, elements.UUID(uuid), elements.UUID(succ), int(length)
 
@@ -71,12 +70,14 @@ class Chunk:
         if self.data is None:
             self.data = {
                 k: np.empty((self.capacity, *np.shape(v)), np.asarray(v).dtype)
-                for k, v in step.items()}
+                for k, v in step.items()
+            }
             self.nbytes = sum(v.nbytes for v in self.data.values())
         elif len(step) != len(self.data):
             raise KeyError(
                 f'Step keys {sorted(step)} differ from the chunk keys {sorted(self.data)}; '
-                'every step of a replay must have the same keys.')
+                'every step of a replay must have the same keys.'
+            )
         index = self.length
         for key, value in step.items():
             self.data[key][index] = value
@@ -85,7 +86,7 @@ class Chunk:
     def trim(self):
         """Release unused preallocated rows (after completing a partly filled chunk)."""
         if self.data is not None and self.length < len(next(iter(self.data.values()))):
-            self.data = {k: v[:self.length].copy() for k, v in self.data.items()}
+            self.data = {k: v[: self.length].copy() for k, v in self.data.items()}
             self.nbytes = sum(v.nbytes for v in self.data.values())
         self.capacity = max(self.length, 1)
 
@@ -94,7 +95,7 @@ class Chunk:
         if not self.length:
             raise ValueError(f'{self!r} is empty; only non-empty chunks are saved.')
         directory = elements.Path(directory)
-        arrays = {k: v[:self.length] for k, v in self.data.items()}
+        arrays = {k: v[: self.length] for k, v in self.data.items()}
         path = directory / self.filename
         if '://' not in str(path):
             # Write to a name that the *.npz glob ignores, then rename: readers never see a

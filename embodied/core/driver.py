@@ -65,8 +65,9 @@ class Driver:
             self.act_space = self._envs[0].act_space
         if 'reset' not in self.act_space:
             raise ValueError(
-                    f'The action space of env 0 has keys {sorted(self.act_space)} but must '
-                    "contain 'reset'; every env must accept a reset action.")
+                f'The action space of env 0 has keys {sorted(self.act_space)} but must '
+                "contain 'reset'; every env must accept a reset action."
+            )
         self.reset()
 
     @property
@@ -77,8 +78,8 @@ class Driver:
     def reset(self, init_policy=None):
         """Request a reset of every env and restart the policy carry."""
         self.acts = {
-                k: np.zeros((self.length,) + v.shape, v.dtype)
-                for k, v in self.act_space.items()}
+            k: np.zeros((self.length,) + v.shape, v.dtype) for k, v in self.act_space.items()
+        }
         self.acts['reset'] = np.ones(self.length, bool)
         self.carry = init_policy(self.length) if init_policy else None
         self._episodes = [None] * self.length
@@ -148,26 +149,29 @@ class Driver:
         for index, other in enumerate(obs[1:], 1):
             if set(other) != keys:
                 raise ValueError(
-                        f'Observation keys of env {index} differ from those of env 0: only in '
-                        f'env 0 {sorted(keys - set(other))}, only in env {index} '
-                        f'{sorted(set(other) - keys)}; all envs of a driver must return the '
-                        'same keys.')
+                    f'Observation keys of env {index} differ from those of env 0: only in '
+                    f'env 0 {sorted(keys - set(other))}, only in env {index} '
+                    f'{sorted(set(other) - keys)}; all envs of a driver must return the '
+                    'same keys.'
+                )
 
     def _check_outputs(self, acts, outs):
         if 'reset' in acts:
             raise ValueError(
-                    "The policy returned a 'reset' action; the driver sets it from is_last, so "
-                    'drop it from the returned actions.')
+                "The policy returned a 'reset' action; the driver sets it from is_last, so "
+                'drop it from the returned actions.'
+            )
         shared = sorted(set(acts) & set(outs))
         if shared:
             raise ValueError(
-                    f'The policy returned {shared} both as actions and as outputs; use '
-                    'distinct keys.')
+                f'The policy returned {shared} both as actions and as outputs; use distinct keys.'
+            )
         for key, value in acts.items():
             if value.shape[:1] != (self.length,):
                 raise ValueError(
-                        f'The policy action {key!r} has shape {value.shape} but needs a leading '
-                        f'batch axis of {self.length} (one row per env).')
+                    f'The policy action {key!r} has shape {value.shape} but needs a leading '
+                    f'batch axis of {self.length} (one row per env).'
+                )
 
     def _record(self, tran, index):
         if tran['is_first'] or self._episodes[index] is None:
@@ -178,9 +182,9 @@ class Driver:
             self._episodes[index] = None
             stacked = elements.tree.map(lambda *xs: np.stack(xs), *trans)
             ep = {
-                    'score': float(np.sum([float(t['reward']) for t in trans])),
-                    'length': len(trans) - 1,
-                    'transitions': stacked,
+                'score': float(np.sum([float(t['reward']) for t in trans])),
+                'length': len(trans) - 1,
+                'transitions': stacked,
             }
             for callback in self._episode_callbacks:
                 callback(ep, index)
@@ -200,8 +204,11 @@ class _Workers:
         for index, fn in enumerate(make_env_fns):
             parent, child = context.Pipe()
             proc = context.Process(
-                    target=_worker, args=(index, cloudpickle.dumps(fn), child),
-                    name=f'env{index}', daemon=True)
+                target=_worker,
+                args=(index, cloudpickle.dumps(fn), child),
+                name=f'env{index}',
+                daemon=True,
+            )
             proc.start()
             # Drop our copy of the child's end so the worker dying shows up as EOF.
             child.close()
@@ -267,9 +274,11 @@ class _Workers:
         if status == 'error':
             self.close()
             raise WorkerError(
-                    index,
-                    f'Env {index} raised an exception in its worker process; the driver closed '
-                    f'all workers. Original traceback:\n{payload}', payload)
+                index,
+                f'Env {index} raised an exception in its worker process; the driver closed '
+                f'all workers. Original traceback:\n{payload}',
+                payload,
+            )
         return payload
 
     def _died(self, index):
@@ -278,10 +287,11 @@ class _Workers:
         code = proc.exitcode
         self.close()
         raise WorkerError(
-                index,
-                f'The worker process of env {index} (pid {proc.pid}) died with exit code {code} '
-                'without reporting an error (killed, out of memory, or a crash in native code); '
-                'the driver closed all workers.')
+            index,
+            f'The worker process of env {index} (pid {proc.pid}) died with exit code {code} '
+            'without reporting an error (killed, out of memory, or a crash in native code); '
+            'the driver closed all workers.',
+        )
 
     def _check_open(self):
         if self.closed:

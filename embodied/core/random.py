@@ -29,8 +29,9 @@ class RandomAgent(Agent):
         """Sample one action per environment in the batch."""
         batch_size = len(obs['is_first'] if 'is_first' in obs else next(iter(obs.values())))
         act = {
-                k: np.stack([space.sample() for _ in range(batch_size)])
-                for k, space in self.act_space.items()}
+            k: np.stack([space.sample() for _ in range(batch_size)])
+            for k, space in self.act_space.items()
+        }
         return carry, act, {}
 
     def train(self, carry, data):

@@ -23,8 +23,17 @@ class Replay:
     wait_notify = 60.0
 
     def __init__(
-            self, length, capacity=None, directory=None, chunksize=1024, online=False,
-            selector=None, save_wait=False, name='unnamed', seed=0):
+        self,
+        length,
+        capacity=None,
+        directory=None,
+        chunksize=1024,
+        online=False,
+        selector=None,
+        save_wait=False,
+        name='unnamed',
+        seed=0,
+    ):
         if int(length) < 1:
             raise ValueError(f'Replay length must be at least 1, got {length}.')
         if capacity is not None and int(capacity) < 1:
@@ -113,7 +122,8 @@ class Replay:
             if now - notified >= self.wait_notify:
                 elements.print(
                     f'Replay {self.name} is waiting for its first item '
-                    f'({now - start:.0f}s, needs {self.length} steps of one worker).')
+                    f'({now - start:.0f}s, needs {self.length} steps of one worker).'
+                )
                 notified = now
             time.sleep(0.01)
         data = None
@@ -123,11 +133,12 @@ class Replay:
                 arrays = segments[0][0]
                 data = {
                     k: np.empty((batch, self.length, *v.shape[1:]), v.dtype)
-                    for k, v in arrays.items()}
+                    for k, v in arrays.items()
+                }
             pos = 0
             for arrays, lo, hi in segments:
                 for key, value in data.items():
-                    value[row, pos:pos + hi - lo] = arrays[key][lo:hi]
+                    value[row, pos : pos + hi - lo] = arrays[key][lo:hi]
                 pos += hi - lo
         if mode == 'train':
             with self.lock:
@@ -146,8 +157,9 @@ class Replay:
             raise KeyError(f'Replay update needs a `stepid` entry, got keys {sorted(data)}.')
         stepids = np.asarray(data.pop('stepid'))
         if stepids.ndim != 3 or stepids.shape[-1] != 20:
-            raise ValueError(f'Replay update expects stepid of shape (B, T, 20), got '
-                             f'{stepids.shape}.')
+            raise ValueError(
+                f'Replay update expects stepid of shape (B, T, 20), got {stepids.shape}.'
+            )
         priority = data.pop('priority', None)
         data = {k: np.asarray(v) for k, v in data.items()}
         with self.lock:
@@ -164,8 +176,9 @@ class Replay:
                         if key not in arrays:
                             raise KeyError(
                                 f'Replay update key {key!r} is not stored; stored keys are '
-                                f'{sorted(arrays)}.')
-                        arrays[key][lo:hi] = value[row, pos:pos + hi - lo]
+                                f'{sorted(arrays)}.'
+                            )
+                        arrays[key][lo:hi] = value[row, pos : pos + hi - lo]
                     pos += hi - lo
             self.counters['updates'] += stepids.shape[0] * stepids.shape[1]
 
@@ -178,7 +191,7 @@ class Replay:
                 'items': len(self.items),
                 'chunks': len(self.chunks),
                 'streams': len(self.streams),
-                'ram_gb': self.ram / 2 ** 30,
+                'ram_gb': self.ram / 2**30,
                 **counters,
                 'replay_ratio': self.length * counters['samples'] / inserts if inserts else np.nan,
             }
@@ -193,8 +206,10 @@ class Replay:
                     self._complete(worker)
             current = set(self.current.values())  # all empty after completing them
             todo = [
-                c for c in self.chunks.values()
-                if c.length and c.uuid not in self.saved and c.uuid not in current]
+                c
+                for c in self.chunks.values()
+                if c.length and c.uuid not in self.saved and c.uuid not in current
+            ]
             self.saved.update(c.uuid for c in todo)
             # Registered under the lock, so that a concurrent waiting save sees these writes.
             futures = [self.pool.submit(c.save, self.directory) for c in todo]
@@ -275,10 +290,12 @@ class Replay:
         available = psutil.virtual_memory().available
         if needed > available:
             elements.print(
-                f'Warning: replay {self.name} needs about {needed / 2 ** 30:.1f} GiB when full '
+                f'Warning: replay {self.name} needs about {needed / 2**30:.1f} GiB when full '
                 f'({self.capacity} items of {stepbytes} bytes per step) but only '
-                f'{available / 2 ** 30:.1f} GiB are available; lower replay.size or the stored '
-                'keys (replay_context=0 stores no dyn/deter).', color='yellow')
+                f'{available / 2**30:.1f} GiB are available; lower replay.size or the stored '
+                'keys (replay_context=0 stores no dyn/deter).',
+                color='yellow',
+            )
 
     def _startable(self, uuid, info):
         """Number of items that can start in a chunk, given the successor chain `info`."""

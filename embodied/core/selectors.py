@@ -87,14 +87,14 @@ class SampleTree:
         b, size, index = self.branching, len(self.keys), 0
         for depth in reversed(range(len(self.levels))):
             start = index * b
-            children = self.levels[depth][start:start + b]
+            children = self.levels[depth][start : start + b]
             if np.isinf(children).any():
-                weights = self.infs[depth][start:start + b]
+                weights = self.infs[depth][start : start + b]
             elif children.sum() > 0:
                 weights = children
             else:
                 # Leaves that exist below each child.
-                width = b ** depth
+                width = b**depth
                 weights = np.clip(size - (start + np.arange(b)) * width, 0, width)
             index = start + self._choose(weights)
         return self.keys[index]
@@ -110,8 +110,8 @@ class SampleTree:
     def _allocate(self, capacity):
         b = self.branching
         leaves = np.zeros(-(-capacity // b) * b)
-        old = self.levels[0][:len(leaves)]
-        leaves[:len(old)] = old
+        old = self.levels[0][: len(leaves)]
+        leaves[: len(old)] = old
         # Every level has a multiple of `b` entries; the last one holds the root's children.
         # `infs` mirrors the levels with the number of infinite leaves below each node.
         self.levels = [leaves]
@@ -120,7 +120,7 @@ class SampleTree:
             for levels in (self.levels, self.infs):
                 sums = levels[-1].reshape(-1, b).sum(1)
                 level = np.zeros(-(-len(sums) // b) * b)
-                level[:len(sums)] = sums
+                level[: len(sums)] = sums
                 levels.append(level)
 
     def _set(self, slots, values):
@@ -132,8 +132,8 @@ class SampleTree:
             for depth in range(1, len(self.levels)):
                 index //= b
                 lo = index * b
-                self.levels[depth][index] = self.levels[depth - 1][lo:lo + b].sum()
-                self.infs[depth][index] = self.infs[depth - 1][lo:lo + b].sum()
+                self.levels[depth][index] = self.levels[depth - 1][lo : lo + b].sum()
+                self.infs[depth][index] = self.infs[depth - 1][lo : lo + b].sum()
             return
         index = np.unique(slots)
         for depth in range(1, len(self.levels)):
@@ -195,8 +195,8 @@ class Prioritized:
     """Samples items in proportion to an aggregate of their steps' priorities^exponent."""
 
     def __init__(
-            self, exponent=1.0, initial=1.0, zero_on_sample=False, maxfrac=0.0,
-            branching=16, seed=0):
+        self, exponent=1.0, initial=1.0, zero_on_sample=False, maxfrac=0.0, branching=16, seed=0
+    ):
         initial = float(initial)  # the config may spell infinity as the string 'inf'
         if not 0 <= maxfrac <= 1:
             raise ValueError(f'Prioritized maxfrac must be in [0, 1], got {maxfrac}.')
@@ -235,7 +235,7 @@ class Prioritized:
                 slot = slots[i] = self._newslot()
                 self.stepslots[keys[i]] = slot
                 self.slotsteps[slot] = keys[i]
-                self.values[slot] = self.initial ** self.exponent
+                self.values[slot] = self.initial**self.exponent
             self.stepitems[slot].append(key)
         slots = np.array(slots, np.int64)
         self.items[key] = slots
@@ -260,11 +260,13 @@ class Prioritized:
         keys = _stepkeys(stepids)
         if len(keys) != len(priorities):
             raise ValueError(
-                f'Got {len(keys)} step ids but {len(priorities)} priorities; pass one per step.')
+                f'Got {len(keys)} step ids but {len(priorities)} priorities; pass one per step.'
+            )
         if np.any(np.isnan(priorities)) or np.any(priorities < 0):
             raise ValueError(
                 f'Priorities must be non-negative numbers, got {int(np.isnan(priorities).sum())} '
-                f'NaNs and {int((priorities < 0).sum())} negatives; check the priority signal.')
+                f'NaNs and {int((priorities < 0).sum())} negatives; check the priority signal.'
+            )
         slots, values = [], []
         for step, priority in zip(keys, priorities.tolist()):
             slot = self.stepslots.get(step)
@@ -321,7 +323,8 @@ class Recency:
         if np.any(np.diff(uprobs) > 0):
             raise ValueError(
                 'Recency uprobs must be non-increasing with age (newest first), '
-                f'got {uprobs[:5]}...; pass e.g. 1 / arange(1, capacity + 1) ** exponent.')
+                f'got {uprobs[:5]}...; pass e.g. 1 / arange(1, capacity + 1) ** exponent.'
+            )
         self.uprobs = uprobs
         self.tree = SampleTree(branching, seed)
         self.tree.fill(uprobs)
@@ -345,7 +348,8 @@ class Recency:
                 return key
         raise RuntimeError(
             'Recency could not find an item of the sampled ages; it expects items to be '
-            'deleted oldest first, as the replay does.')
+            'deleted oldest first, as the replay does.'
+        )
 
     def __setitem__(self, key, stepids):
         self.steps[key] = self.counter
@@ -363,11 +367,13 @@ class Mixture:
         if set(selectors) != set(fractions):
             raise KeyError(
                 f'Mixture selectors {sorted(selectors)} and fractions {sorted(fractions)} '
-                'must have the same names.')
+                'must have the same names.'
+            )
         total = sum(float(f) for f in fractions.values())
         if abs(total - 1) > 1e-6 or any(float(f) < 0 for f in fractions.values()):
             raise ValueError(
-                f'Mixture fractions must be non-negative and sum to 1, got {dict(fractions)}.')
+                f'Mixture fractions must be non-negative and sum to 1, got {dict(fractions)}.'
+            )
         names = [k for k in selectors if float(fractions[k]) > 0]
         self.selectors = [selectors[k] for k in names]
         self.fractions = np.array([float(fractions[k]) for k in names])

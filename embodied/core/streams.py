@@ -88,7 +88,8 @@ class Consec(Stream):
         if length < 1 or consec < 1 or prefix < 0:
             raise ValueError(
                 f'Consec needs length >= 1, consec >= 1, prefix >= 0; got length={length}, '
-                f'consec={consec}, prefix={prefix}.')
+                f'consec={consec}, prefix={prefix}.'
+            )
         self.source = source
         self.length = length
         self.consec = consec
@@ -128,7 +129,8 @@ class Consec(Stream):
             raise ValueError(
                 f'Consec needs samples of {relation} consec*length+prefix = {self.consec}*'
                 f'{self.length}+{self.prefix} = {need} steps but the source yielded {have}; '
-                f'make the replay length match.')
+                f'make the replay length match.'
+            )
         return data
 
     def save(self):
@@ -264,7 +266,8 @@ class Zip(Stream):
         if len(state) != len(self.sources):
             raise ValueError(
                 f'Zip state has {len(state)} entries but there are {len(self.sources)} '
-                'sources; the stream was built differently than the saved one.')
+                'sources; the stream was built differently than the saved one.'
+            )
         if self.iterators is None:
             self.iterators = [iter(source) for source in self.sources]
         for it, sub in zip(self.iterators, state):

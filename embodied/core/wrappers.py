@@ -29,8 +29,9 @@ def wrap_env(env):
 def _require_key(space, key, wrapper):
     if key not in space:
         raise KeyError(
-                f'{wrapper} got key {key!r}, which is not in the action space with keys '
-                f'{sorted(space)}; pass one of those keys.')
+            f'{wrapper} got key {key!r}, which is not in the action space with keys '
+            f'{sorted(space)}; pass one of those keys.'
+        )
 
 
 class NormalizeAction(Wrapper):
@@ -47,8 +48,9 @@ class NormalizeAction(Wrapper):
         space = space[key]
         if space.discrete:
             raise ValueError(
-                    f'NormalizeAction needs a continuous key but {key!r} has space {space}; '
-                    'use it only on floating-point action keys.')
+                f'NormalizeAction needs a continuous key but {key!r} has space {space}; '
+                'use it only on floating-point action keys.'
+            )
         self._key = key
         self._space = space
         self._mask = np.isfinite(space.low) & np.isfinite(space.high)
@@ -119,12 +121,16 @@ class UnifyDtypes(Wrapper):
     def step(self, action):
         """Cast actions to the env's dtypes and observations to the unified ones."""
         action = {
-                k: np.asarray(v).astype(self._act_inner[k], copy=False)
-                if k in self._act_inner else v for k, v in action.items()}
+            k: np.asarray(v).astype(self._act_inner[k], copy=False) if k in self._act_inner else v
+            for k, v in action.items()
+        }
         obs = self.env.step(action)
         return {
-                k: np.asarray(v).astype(self._obs_space[k].dtype, copy=False)
-                if k in self._obs_space else v for k, v in obs.items()}
+            k: np.asarray(v).astype(self._obs_space[k].dtype, copy=False)
+            if k in self._obs_space
+            else v
+            for k, v in obs.items()
+        }
 
 
 def _describe(value):
@@ -170,8 +176,9 @@ class CheckSpaces(Wrapper):
         shared = set(env.obs_space) & set(env.act_space)
         if shared:
             raise ValueError(
-                    f'Observation and action keys must be disjoint but {sorted(shared)} are in '
-                    'both; rename one of them in the environment.')
+                f'Observation and action keys must be disjoint but {sorted(shared)} are in '
+                'both; rename one of them in the environment.'
+            )
 
     def step(self, action):
         """Check the action, step, and check the observation."""
@@ -185,18 +192,20 @@ class CheckSpaces(Wrapper):
         unknown = sorted(set(values) - set(spaces))
         if missing or unknown:
             raise ValueError(
-                    f'The {kind} keys do not match the {kind} space: missing {missing}, not in '
-                    f'the space {unknown}; the {kind} must contain exactly the keys '
-                    f'{sorted(spaces)}.')
+                f'The {kind} keys do not match the {kind} space: missing {missing}, not in '
+                f'the space {unknown}; the {kind} must contain exactly the keys '
+                f'{sorted(spaces)}.'
+            )
         for key, value in values.items():
             space = spaces[key]
             problems = _problems(value, space, integer_high_exclusive=(kind == 'action'))
             if problems:
                 source = 'the agent' if kind == 'action' else 'the environment'
                 raise ValueError(
-                        f'{kind.capitalize()} key {key!r} does not fit its space {space}: '
-                        f'{"; ".join(problems)}. Got {_describe(value)}. Fix the value that '
-                        f'{source} produces or the declared {kind} space.')
+                    f'{kind.capitalize()} key {key!r} does not fit its space {space}: '
+                    f'{"; ".join(problems)}. Got {_describe(value)}. Fix the value that '
+                    f'{source} produces or the declared {kind} space.'
+                )
 
 
 class ClipAction(Wrapper):
@@ -313,8 +322,10 @@ class ResizeImage(Wrapper):
         super().__init__(env)
         self._size = tuple(size)
         self._keys = [
-                k for k, v in env.obs_space.items()
-                if len(v.shape) >= 2 and tuple(v.shape[:2]) != self._size]
+            k
+            for k, v in env.obs_space.items()
+            if len(v.shape) >= 2 and tuple(v.shape[:2]) != self._size
+        ]
         self._index = {}
         for key in self._keys:
             shape = env.obs_space[key].shape
@@ -376,8 +387,9 @@ class AddObs(Wrapper):
         super().__init__(env)
         if key in env.obs_space:
             raise KeyError(
-                    f'AddObs cannot add {key!r}: the observation space already has it; pick '
-                    'another key.')
+                f'AddObs cannot add {key!r}: the observation space already has it; pick '
+                'another key.'
+            )
         self._key = key
         self._value = value
         self._space = space
@@ -421,12 +433,14 @@ class RestartOnException(Wrapper):
                 self._fails.popleft()
             if len(self._fails) > self._maxfails:
                 raise RuntimeError(
-                        f'The env crashed {len(self._fails)} times within {self._window}s '
-                        f'(maxfails={self._maxfails}); last error: {type(e).__name__}: {e}. '
-                        'Fix the env or raise maxfails.') from e
+                    f'The env crashed {len(self._fails)} times within {self._window}s '
+                    f'(maxfails={self._maxfails}); last error: {type(e).__name__}: {e}. '
+                    'Fix the env or raise maxfails.'
+                ) from e
             print(
-                    f'Restarting env after crash with {type(e).__name__}: {e} '
-                    f'(waiting {self._wait}s).', flush=True)
+                f'Restarting env after crash with {type(e).__name__}: {e} (waiting {self._wait}s).',
+                flush=True,
+            )
             try:
                 self.env.close()
             except Exception:

@@ -17,9 +17,25 @@ from embodied.core.base import Env, step_spaces
 from . import registry
 
 ACTION_MEANINGS = (
-    'NOOP', 'FIRE', 'UP', 'RIGHT', 'LEFT', 'DOWN', 'UPRIGHT', 'UPLEFT', 'DOWNRIGHT', 'DOWNLEFT',
-    'UPFIRE', 'RIGHTFIRE', 'LEFTFIRE', 'DOWNFIRE', 'UPRIGHTFIRE', 'UPLEFTFIRE',
-    'DOWNRIGHTFIRE', 'DOWNLEFTFIRE')
+    'NOOP',
+    'FIRE',
+    'UP',
+    'RIGHT',
+    'LEFT',
+    'DOWN',
+    'UPRIGHT',
+    'UPLEFT',
+    'DOWNRIGHT',
+    'DOWNLEFT',
+    'UPFIRE',
+    'RIGHTFIRE',
+    'LEFTFIRE',
+    'DOWNFIRE',
+    'UPRIGHTFIRE',
+    'UPLEFTFIRE',
+    'DOWNRIGHTFIRE',
+    'DOWNLEFTFIRE',
+)
 GRAY_WEIGHTS = np.array([0.299, 0.587, 1 - (0.299 + 0.587)])
 GAME_ALIASES = {'james_bond': 'jamesbond'}
 
@@ -36,17 +52,31 @@ class Atari(Env):
     LOCK = threading.Lock()
 
     def __init__(
-            self, name, repeat=4, size=(84, 84), gray=True, noops=0, lives='unused',
-            sticky=True, actions='all', length=108000, pooling=2, aggregate='max',
-            resize='pillow', autostart=False, clip_reward=False, seed=None):
+        self,
+        name,
+        repeat=4,
+        size=(84, 84),
+        gray=True,
+        noops=0,
+        lives='unused',
+        sticky=True,
+        actions='all',
+        length=108000,
+        pooling=2,
+        aggregate='max',
+        resize='pillow',
+        autostart=False,
+        clip_reward=False,
+        seed=None,
+    ):
         _check_choice('lives', lives, ('unused', 'discount', 'reset'))
         _check_choice('actions', actions, ('all', 'needed'))
         _check_choice('resize', resize, ('opencv', 'pillow'))
         _check_choice('aggregate', aggregate, ('max', 'mean'))
         if repeat < 1 or pooling < 1:
             raise ValueError(
-                f'Atari needs repeat >= 1 and pooling >= 1, got repeat={repeat}, '
-                f'pooling={pooling}.')
+                f'Atari needs repeat >= 1 and pooling >= 1, got repeat={repeat}, pooling={pooling}.'
+            )
         ale_py = registry.require('atari', 'ale_py')
         name = GAME_ALIASES.get(name, name)
         self.repeat = repeat
@@ -68,7 +98,7 @@ class Atari(Env):
         with self.LOCK:
             ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
             self.ale = ale_py.ALEInterface()
-            self.ale.setInt('random_seed', int(self.rng.integers(0, 2 ** 31)))
+            self.ale.setInt('random_seed', int(self.rng.integers(0, 2**31)))
             self.ale.setFloat('repeat_action_probability', 0.25 if sticky else 0.0)
             self.ale.loadROM(rom)
         self.actionset = {
@@ -81,7 +111,8 @@ class Atari(Env):
 
         height, width = self.ale.getScreenDims()
         self.buffers = collections.deque(
-            [np.zeros((height, width, 3), np.uint8) for _ in range(pooling)], maxlen=pooling)
+            [np.zeros((height, width, 3), np.uint8) for _ in range(pooling)], maxlen=pooling
+        )
         self.prevlives = None
         self.duration = 0
         self.done = True
@@ -113,8 +144,8 @@ class Atari(Env):
         index = int(action['action'])
         if not 0 <= index < len(self.actionset):
             raise ValueError(
-                f'Atari action {index} is outside [0, {len(self.actionset)}) for this '
-                'action set.')
+                f'Atari action {index} is outside [0, {len(self.actionset)}) for this action set.'
+            )
         act = self.actionset[index]
         reward = 0.0
         terminal = last = False
@@ -201,13 +232,15 @@ def _rom_path(name):
         if not os.path.isfile(path):
             raise FileNotFoundError(
                 f"No ROM for Atari game '{name}' at {path} (from ALE_ROM_PATH); add the file "
-                'or unset ALE_ROM_PATH to use the ROMs bundled with ale-py.')
+                'or unset ALE_ROM_PATH to use the ROMs bundled with ale-py.'
+            )
         return path
     roms = registry.require('atari', 'ale_py.roms')
     available = roms.get_all_rom_ids()
     if name not in available:
         raise ValueError(
-            f"Unknown Atari game '{name}'; ale-py bundles ROMs for: {', '.join(available)}.")
+            f"Unknown Atari game '{name}'; ale-py bundles ROMs for: {', '.join(available)}."
+        )
     return roms.get_rom_path(name)
 
 

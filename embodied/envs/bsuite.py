@@ -40,8 +40,10 @@ class BSuite(Env):
         self._deadline = None
         self._env = from_dm.FromDM(env)
         self._flat = {
-            k for k, v in self._env.obs_space.items()
-            if len(v.shape) == 2 and np.issubdtype(v.dtype, np.floating)}
+            k
+            for k, v in self._env.obs_space.items()
+            if len(v.shape) == 2 and np.issubdtype(v.dtype, np.floating)
+        }
 
     @property
     def obs_space(self):
@@ -50,8 +52,11 @@ class BSuite(Env):
         for key in self._flat:
             space = spaces[key]
             spaces[key] = elements.Space(
-                space.dtype, (int(np.prod(space.shape)),), space.low.reshape(-1),
-                space.high.reshape(-1))
+                space.dtype,
+                (int(np.prod(space.shape)),),
+                space.low.reshape(-1),
+                space.high.reshape(-1),
+            )
         return spaces
 
     @property
@@ -72,7 +77,8 @@ class BSuite(Env):
             if time.time() >= self._deadline:
                 raise BSuiteFinished(
                     f'bsuite experiment {self.task} finished its {self.max_episodes} episodes; '
-                    'the run is complete.')
+                    'the run is complete.'
+                )
         return obs
 
     def close(self):

@@ -22,8 +22,8 @@ class Crafter(Env):
             raise ValueError(f"Unknown Crafter task '{task}'; expected 'reward' or 'noreward'.")
         crafter = registry.require('crafter', 'crafter')
         self._env = crafter.Env(
-            size=tuple(int(x) for x in size), reward=(task == 'reward'), length=length,
-            seed=seed)
+            size=tuple(int(x) for x in size), reward=(task == 'reward'), length=length, seed=seed
+        )
         self._logs = logs
         self._logdir = logdir and elements.Path(logdir)
         if self._logdir:
@@ -44,9 +44,9 @@ class Crafter(Env):
             'log/reward': elements.Space(np.float32),
         }
         if self._logs:
-            spaces.update({
-                f'log/achievement_{name}': elements.Space(np.int32)
-                for name in self._achievements})
+            spaces.update(
+                {f'log/achievement_{name}': elements.Space(np.int32) for name in self._achievements}
+            )
         return spaces
 
     @property
@@ -73,7 +73,8 @@ class Crafter(Env):
         if self._done and self._logdir:
             self._write_stats(info)
         return self._obs(
-            image, reward, info, is_last=self._done, is_terminal=(info['discount'] == 0))
+            image, reward, info, is_last=self._done, is_terminal=(info['discount'] == 0)
+        )
 
     def render(self):
         """A larger view of the world for videos."""

@@ -29,8 +29,16 @@ class DMC(Env):
     """
 
     def __init__(
-            self, env, repeat=1, size=(64, 64), proprio=True, image=True, camera=-1,
-            log_image=False, seed=None):
+        self,
+        env,
+        repeat=1,
+        size=(64, 64),
+        proprio=True,
+        image=True,
+        camera=-1,
+        log_image=False,
+        seed=None,
+    ):
         registry.default_mujoco_gl()
         from embodied.core import wrappers
 
@@ -82,7 +90,8 @@ class DMC(Env):
             if not space.discrete and not np.isfinite(action[key]).all():
                 raise ValueError(
                     f'DMC action {key!r} contains non-finite values: {action[key]}; the agent '
-                    'must produce finite actions.')
+                    'must produce finite actions.'
+                )
         if self._done:
             # ActionRepeat would otherwise keep stepping the freshly reset episode.
             action = {**action, 'reset': np.bool_(True)}
@@ -97,7 +106,8 @@ class DMC(Env):
             if np.issubdtype(space.dtype, np.floating) and not np.isfinite(obs[key]).all():
                 raise ValueError(
                     f'DMC observation {key!r} contains non-finite values: {obs[key]}; the '
-                    'simulation became unstable.')
+                    'simulation became unstable.'
+                )
         return obs
 
     def render(self):
@@ -125,8 +135,7 @@ def _load(name, seed):
     """Build the dm_control environment for a task name like `walker_walk`."""
     domain, task = name.split('_', 1) if '_' in name else (name, '')
     if not task:
-        raise ValueError(
-            f"DMC task '{name}' must look like <domain>_<task>, e.g. walker_walk.")
+        raise ValueError(f"DMC task '{name}' must look like <domain>_<task>, e.g. walker_walk.")
     domain = DOMAIN_ALIASES.get(domain, domain)
     registry.require('dmc', 'dm_control')
     try:
@@ -146,7 +155,8 @@ def _load(name, seed):
     if (domain, task) not in suite.ALL_TASKS:
         raise ValueError(
             f"Unknown DMC task '{name}'; the control suite has: "
-            f"{', '.join(f'{d}_{t}' for d, t in suite.ALL_TASKS)}.")
+            f'{", ".join(f"{d}_{t}" for d, t in suite.ALL_TASKS)}.'
+        )
     return suite.load(domain, task, task_kwargs={'random': seed})
 
 
@@ -156,4 +166,5 @@ def _gl_message(error):
         f'MuJoCo rendering with MUJOCO_GL={backend!r} failed: {type(error).__name__}: {error}. '
         'For EGL install the system libraries libegl1 libegl-mesa0 libgl1-mesa-dri; or use '
         'software rendering with MUJOCO_GL=osmesa (needs libosmesa6). For proprioception-only '
-        'runs without any rendering, set env.dmc.image=False and MUJOCO_GL=disable.')
+        'runs without any rendering, set env.dmc.image=False and MUJOCO_GL=disable.'
+    )

@@ -62,7 +62,7 @@ def level_path(level, mode):
     """The DMLab level path for a level name and mode (`train` maps `_test` to `_train`)."""
     level = LEVEL_ALIASES.get(level, level)
     if mode == 'train' and level.endswith('_test'):
-        level = level[:-len('_test')] + '_train'
+        level = level[: -len('_test')] + '_train'
     return 'contributed/dmlab30/' + level
 
 
@@ -70,13 +70,22 @@ class DMLab(Env):
     """A DMLab-30 level with a discrete action set and `repeat` engine frames per step."""
 
     def __init__(
-            self, level, repeat=4, size=(64, 64), mode='train', actions='popart',
-            episodic=True, text=None, seed=None):
+        self,
+        level,
+        repeat=4,
+        size=(64, 64),
+        mode='train',
+        actions='popart',
+        episodic=True,
+        text=None,
+        seed=None,
+    ):
         if mode not in ('train', 'eval'):
             raise ValueError(f"DMLab mode must be 'train' or 'eval', got {mode!r}.")
         if actions not in ACTION_SETS:
             raise ValueError(
-                f'DMLab actions must be one of {sorted(ACTION_SETS)}, got {actions!r}.')
+                f'DMLab actions must be one of {sorted(ACTION_SETS)}, got {actions!r}.'
+            )
         deepmind_lab = registry.require('dmlab', 'deepmind_lab')
         level = LEVEL_ALIASES.get(level, level)
         self._size = tuple(int(x) for x in size)
@@ -90,12 +99,17 @@ class DMLab(Env):
             config.update(allowHoldOutLevels='true', mixerSeed=EVAL_MIXER_SEED)
         observations = ['RGB_INTERLEAVED'] + (['INSTR'] if self._text else [])
         self._env = deepmind_lab.Lab(
-            level=level_path(level, mode), observations=observations,
-            config={k: str(v) for k, v in config.items()})
+            level=level_path(level, mode),
+            observations=observations,
+            config={k: str(v) for k, v in config.items()},
+        )
         if self._text:
             # A fixed random table: token ids hash into it, so no vocabulary is needed.
-            self._embeddings = np.random.default_rng(seed=0).normal(
-                0.0, 1.0, (VOCAB_BUCKETS, EMBED_SIZE)).astype(np.float32)
+            self._embeddings = (
+                np.random.default_rng(seed=0)
+                .normal(0.0, 1.0, (VOCAB_BUCKETS, EMBED_SIZE))
+                .astype(np.float32)
+            )
         self._image = None
         self._instr = None
         self._done = True
@@ -122,7 +136,7 @@ class DMLab(Env):
     def step(self, action):
         """Apply one action for `repeat` frames, or reset with a fresh level seed."""
         if action['reset'] or self._done:
-            self._env.reset(seed=int(self._rng.integers(0, 2 ** 31 - 1)))
+            self._env.reset(seed=int(self._rng.integers(0, 2**31 - 1)))
             self._done = False
             return self._obs(0.0, is_first=True)
         raw = np.array(self._actions[int(action['action'])], np.intc)

@@ -28,7 +28,8 @@ class FromDM(Env):
         elif kwargs:
             raise TypeError(
                 f'FromDM got keyword arguments {sorted(kwargs)} together with an environment '
-                'instance; pass them to the factory that builds the environment instead.')
+                'instance; pass them to the factory that builds the environment instead.'
+            )
         self._env = env
         self._obs_dict = isinstance(env.observation_spec(), dict)
         self._act_dict = isinstance(env.action_spec(), dict)
@@ -86,7 +87,8 @@ class FromDM(Env):
         if not first and time_step.discount not in (0, 1):
             raise ValueError(
                 f'FromDM supports discounts of 0 (termination) or 1 only, got '
-                f'{time_step.discount}; rescale rewards instead of discounting inside the env.')
+                f'{time_step.discount}; rescale rewards instead of discounting inside the env.'
+            )
         obs = self._renamed(time_step.observation, self._obs_key, self._obs_dict)
         for key in self._dropped:
             obs.pop(key, None)
@@ -115,7 +117,8 @@ def _convert(spec, key, action):
         if not (np.isfinite(low).all() and np.isfinite(high).all()):
             raise ValueError(
                 f'Bounded spec {key!r} has non-finite bounds [{low}, {high}]; declare it as an '
-                'unbounded dm_env.specs.Array instead.')
+                'unbounded dm_env.specs.Array instead.'
+            )
         if action and np.issubdtype(spec.dtype, np.integer):
             # dm_env maxima are inclusive; integer action spaces exclude `high` (class counts).
             high = high.astype(np.int64) + 1
@@ -128,12 +131,14 @@ def _make_from_string(name, kwargs):
     if ':' not in name:
         raise ValueError(
             f"The dm suite needs a task of the form '<module>:<factory>' (e.g. "
-            f"dm_mypackage.envs:make_env), got '{name}'.")
+            f"dm_mypackage.envs:make_env), got '{name}'."
+        )
     module, attr = name.split(':', 1)
     try:
         factory = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:
         raise ValueError(
             f"Cannot load the dm_env factory '{name}': {e}. Check the module path and the "
-            'function name.') from e
+            'function name.'
+        ) from e
     return factory(**kwargs)

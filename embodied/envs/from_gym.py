@@ -32,7 +32,8 @@ class FromGym(Env):
         elif kwargs:
             raise TypeError(
                 f'FromGym got keyword arguments {sorted(kwargs)} together with an environment '
-                'instance; pass them when making the environment instead.')
+                'instance; pass them when making the environment instead.'
+            )
         self._env = env
         self._obs_key = obs_key
         self._act_key = act_key
@@ -100,7 +101,8 @@ class FromGym(Env):
         else:
             raise ValueError(
                 f'{type(self._env).__name__}.step() returned {len(result)} values; expected '
-                '(obs, reward, terminated, truncated, info) or (obs, reward, done, info).')
+                '(obs, reward, terminated, truncated, info) or (obs, reward, done, info).'
+            )
         self._done = last
         return self._obs(obs, reward, is_last=last, is_terminal=terminal)
 
@@ -109,7 +111,8 @@ class FromGym(Env):
         image = self._env.render()
         if image is None:
             raise ValueError(
-                'The gym environment rendered nothing; create it with render_mode="rgb_array".')
+                'The gym environment rendered nothing; create it with render_mode="rgb_array".'
+            )
         return image
 
     def close(self):
@@ -144,7 +147,8 @@ class FromGym(Env):
             reward=np.float32(reward),
             is_first=np.bool_(is_first),
             is_last=np.bool_(is_last),
-            is_terminal=np.bool_(is_terminal))
+            is_terminal=np.bool_(is_terminal),
+        )
         return obs
 
     def _to_gym(self, key, value):
@@ -190,7 +194,8 @@ def _convert(space, key, action):
         return elements.Space(dtype, tuple(space.shape), low, high)
     raise ValueError(
         f'Unsupported gym space {space!r} for key {key!r}; FromGym supports Box, Discrete, '
-        'MultiDiscrete, MultiBinary and (nested) Dict spaces.')
+        'MultiDiscrete, MultiBinary and (nested) Dict spaces.'
+    )
 
 
 def flatten(nest, prefix=None):

@@ -27,36 +27,100 @@ DEFAULT_FREQ = 50  # control steps per second
 WALL_GRAY = (0.8, 0.8, 0.8)
 # Matplotlib's tab10 palette; wall digit d uses entry d - 1.
 TAB10 = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+)
 
 # One character per cell: '.' floor, digits and '*' walls, 'P' spawn, 'G' goal.
 MAPS = {
     'maze_s': (
-        '......66666', '......6...6', '......6.G.6', '......6...6', '......5...4',
-        '......5...4', '1111555...4', '1.........3', '1.P.......3', '1.........3',
-        '11112223333'),
+        '......66666',
+        '......6...6',
+        '......6.G.6',
+        '......6...6',
+        '......5...4',
+        '......5...4',
+        '1111555...4',
+        '1.........3',
+        '1.P.......3',
+        '1.........3',
+        '11112223333',
+    ),
     'maze_m': (
-        '66668887777', '6.........7', '6.G.......7', '6.........7', '6665555...4',
-        '......5...4', '1111555...4', '1.........3', '1.P.......3', '1.........3',
-        '11112223333'),
+        '66668887777',
+        '6.........7',
+        '6.G.......7',
+        '6.........7',
+        '6665555...4',
+        '......5...4',
+        '1111555...4',
+        '1.........3',
+        '1.P.......3',
+        '1.........3',
+        '11112223333',
+    ),
     'maze_l': (
-        '88887776666...', '8.........6...', '8.G.......6...', '8.........6555',
-        '8888777......5', '......7......5', '11111.7......5', '1...1.7999...5',
-        '1...1....9...5', '1...111999...5', '2............4', '2....P.......4',
-        '2............4', '22223333334444'),
+        '88887776666...',
+        '8.........6...',
+        '8.G.......6...',
+        '8.........6555',
+        '8888777......5',
+        '......7......5',
+        '11111.7......5',
+        '1...1.7999...5',
+        '1...1....9...5',
+        '1...111999...5',
+        '2............4',
+        '2....P.......4',
+        '2............4',
+        '22223333334444',
+    ),
     'maze_xl': (
-        '99999998888.44444', '9.........8.4...4', '9.......G.8.4...4', '9.........8.4...4',
-        '6...7778888.5...3', '6...7.......5...3', '6...777555555...3', '5...............3',
-        '5...............3', '5...............3', '5555444...666...3', '......4...6.6...3',
-        '1111444...6.6...3', '1.........2.1...1', '1.P.......2.1...1', '1.........2.1...1',
-        '11111112222.11111'),
+        '99999998888.44444',
+        '9.........8.4...4',
+        '9.......G.8.4...4',
+        '9.........8.4...4',
+        '6...7778888.5...3',
+        '6...7.......5...3',
+        '6...777555555...3',
+        '5...............3',
+        '5...............3',
+        '5...............3',
+        '5555444...666...3',
+        '......4...6.6...3',
+        '1111444...6.6...3',
+        '1.........2.1...1',
+        '1.P.......2.1...1',
+        '1.........2.1...1',
+        '11111112222.11111',
+    ),
     'maze_xxl': (
-        '7777***666***9999', '7...............9', '7.............G.9', '7...............9',
-        '*...555******9999', '*...5............', '*...555******3333', '8...............3',
-        '8...............3', '8...............3', '8888******444...*', '............4...*',
-        '1111******444...*', '1...............2', '1.P.............2', '1...............2',
-        '1111***666***2222'),
+        '7777***666***9999',
+        '7...............9',
+        '7.............G.9',
+        '7...............9',
+        '*...555******9999',
+        '*...5............',
+        '*...555******3333',
+        '8...............3',
+        '8...............3',
+        '8...............3',
+        '8888******444...*',
+        '............4...*',
+        '1111******444...*',
+        '1...............2',
+        '1.P.............2',
+        '1...............2',
+        '1111***666***2222',
+    ),
     'empty': ('.' * 17,) * 17,
 }
 
@@ -65,8 +129,17 @@ class LocoNav(Env):
     """A walker navigating a maze to a goal, wrapped in DMC (proprioception only)."""
 
     def __init__(
-            self, name, repeat=1, size=(64, 64), camera=-1, again=False, termination=False,
-            weaker=1.0, log_image=False, seed=None):
+        self,
+        name,
+        repeat=1,
+        size=(64, 64),
+        camera=-1,
+        again=False,
+        termination=False,
+        weaker=1.0,
+        log_image=False,
+        seed=None,
+    ):
         registry.require('loconav', 'dm_control')
         from . import dmc
 
@@ -76,7 +149,8 @@ class LocoNav(Env):
         self._walker = _make_walker(walker_name)
         dmenv = _make_env(self._walker, _make_arena(arena_name), freq, again, termination, seed)
         self._env = dmc.DMC(
-            dmenv, repeat, size=size, camera=camera, image=False, log_image=log_image)
+            dmenv, repeat, size=size, camera=camera, image=False, log_image=log_image
+        )
         self._weaker = weaker
         self._visited = set()
 
@@ -113,8 +187,8 @@ def _parse(name):
         freq = int(text[:-2])
     if '_' not in name:
         raise ValueError(
-            f"LocoNav task '{name}' must look like <walker>_<arena>[_<freq>hz], e.g. "
-            'ant_maze_m.')
+            f"LocoNav task '{name}' must look like <walker>_<arena>[_<freq>hz], e.g. ant_maze_m."
+        )
     walker, arena = name.split('_', 1)
     if arena not in MAPS:
         raise ValueError(f"Unknown LocoNav arena '{arena}'; expected one of {sorted(MAPS)}.")
@@ -188,10 +262,17 @@ def _make_quadruped():
         @property
         def proprioception(self):
             return [
-                self.joints_pos, self.joints_vel, self.actuator_activations,
-                self.sensors_accelerometer, self.sensors_gyro, self.sensors_velocimeter,
-                self.sensors_force, self.sensors_torque, self.world_zaxis,
-                self.root_global_pos, self.torso_global_pos,
+                self.joints_pos,
+                self.joints_vel,
+                self.actuator_activations,
+                self.sensors_accelerometer,
+                self.sensors_gyro,
+                self.sensors_velocimeter,
+                self.sensors_force,
+                self.sensors_torque,
+                self.world_zaxis,
+                self.root_global_pos,
+                self.torso_global_pos,
             ] + self._collect_from_attachments('proprioception')
 
     class Quadruped(legacy_base.Walker):
@@ -278,19 +359,33 @@ def _make_arena(name):
 
         def _build(self, color):
             self._mjcf_root = mjcf.RootElement(model='labmaze_flat')
-            self._textures = [self._mjcf_root.asset.add(
-                'texture', type='2d', name='wall', builtin='flat', rgb1=color, width=100,
-                height=100)]
+            self._textures = [
+                self._mjcf_root.asset.add(
+                    'texture',
+                    type='2d',
+                    name='wall',
+                    builtin='flat',
+                    rgb1=color,
+                    width=100,
+                    height=100,
+                )
+            ]
 
     wall_textures = {'*': FlatWall(WALL_GRAY)}
     for digit in range(1, 10):
         wall_textures[str(digit)] = FlatWall(tuple(c / 255 for c in TAB10[digit - 1]))
     layout = ''.join(row.replace('.', ' ') + '\n' for row in MAPS[name])
     maze = labmaze.FixedMazeWithRandomGoals(
-        entity_layer=layout, num_spawns=1, num_objects=1, random_state=None)
+        entity_layer=layout, num_spawns=1, num_objects=1, random_state=None
+    )
     return mazes.MazeWithTargets(
-        maze, xy_scale=CELL_SIZE, z_height=WALL_HEIGHT, aesthetic='default',
-        wall_textures=wall_textures, name='maze')
+        maze,
+        xy_scale=CELL_SIZE,
+        z_height=WALL_HEIGHT,
+        aesthetic='default',
+        wall_textures=wall_textures,
+        name='maze',
+    )
 
 
 def _make_env(walker, arena, freq, again, termination, seed):
@@ -308,7 +403,8 @@ def _make_env(walker, arena, freq, again, termination, seed):
 
     task_class = random_goal_maze.RepeatSingleGoalMaze if again else SingleGoalMaze
     task = task_class(
-        walker=walker, maze_arena=arena,
+        walker=walker,
+        maze_arena=arena,
         target=target_sphere.TargetSphere(radius=TARGET_RADIUS, height_above_ground=0.0),
         max_repeats=1000 if again else 1,
         randomize_spawn_rotation=True,
@@ -316,7 +412,8 @@ def _make_env(walker, arena, freq, again, termination, seed):
         aliveness_threshold=-0.5 if termination else -1.0,
         contact_termination=False,
         physics_timestep=min(1 / freq / 4, 0.02),
-        control_timestep=1 / freq)
+        control_timestep=1 / freq,
+    )
     return composer.Environment(
-        time_limit=TIME_LIMIT, task=task, random_state=seed,
-        strip_singleton_obs_buffer_dim=True)
+        time_limit=TIME_LIMIT, task=task, random_state=seed, strip_singleton_obs_buffer_dim=True
+    )

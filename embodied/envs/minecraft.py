@@ -18,9 +18,20 @@ from embodied.core.base import Env, step_spaces
 from . import registry
 
 NOOP_ACTION = {
-    'camera': (0, 0), 'forward': 0, 'back': 0, 'left': 0, 'right': 0, 'attack': 0,
-    'sprint': 0, 'jump': 0, 'sneak': 0, 'craft': 'none', 'nearbyCraft': 'none',
-    'nearbySmelt': 'none', 'place': 'none', 'equip': 'none',
+    'camera': (0, 0),
+    'forward': 0,
+    'back': 0,
+    'left': 0,
+    'right': 0,
+    'attack': 0,
+    'sprint': 0,
+    'jump': 0,
+    'sneak': 0,
+    'craft': 'none',
+    'nearbyCraft': 'none',
+    'nearbySmelt': 'none',
+    'place': 'none',
+    'equip': 'none',
 }
 # Camera deltas are (pitch, yaw) in degrees; negative pitch looks up.
 BASIC_ACTIONS = {
@@ -54,8 +65,19 @@ DIAMOND_ACTIONS = {
     'smelt_iron_ingot': {'nearbySmelt': 'iron_ingot'},
 }
 DIAMOND_ITEMS = (
-    'log', 'planks', 'stick', 'crafting_table', 'wooden_pickaxe', 'cobblestone',
-    'stone_pickaxe', 'iron_ore', 'furnace', 'iron_ingot', 'iron_pickaxe', 'diamond')
+    'log',
+    'planks',
+    'stick',
+    'crafting_table',
+    'wooden_pickaxe',
+    'cobblestone',
+    'stone_pickaxe',
+    'iron_ore',
+    'furnace',
+    'iron_ingot',
+    'iron_pickaxe',
+    'diamond',
+)
 # Keys repeated on the extra frames of an action with repeat > 1.
 MOVEMENT_KEYS = ('attack', 'forward', 'back', 'left', 'right')
 HEALTH_SCALE = 0.01
@@ -70,7 +92,8 @@ class Minecraft(Env):
     def __init__(self, task, length=36000, **kwargs):
         if task not in ('wood', 'climb', 'diamond'):
             raise ValueError(
-                f"Unknown Minecraft task '{task}'; expected 'wood', 'climb' or 'diamond'.")
+                f"Unknown Minecraft task '{task}'; expected 'wood', 'climb' or 'diamond'."
+            )
         from embodied.core import wrappers
 
         actions = DIAMOND_ACTIONS if task == 'diamond' else BASIC_ACTIONS
@@ -171,9 +194,17 @@ class MinecraftBase(Env):
     LOCK = threading.Lock()
 
     def __init__(
-            self, actions, repeat=1, size=(64, 64), break_speed=100.0, sticky_attack=30,
-            sticky_jump=10, pitch_limit=(-60, 60),
-            log_inv_keys=('log', 'cobblestone', 'iron_ingot', 'diamond'), logs=False):
+        self,
+        actions,
+        repeat=1,
+        size=(64, 64),
+        break_speed=100.0,
+        sticky_attack=30,
+        sticky_jump=10,
+        pitch_limit=(-60, 60),
+        log_inv_keys=('log', 'cobblestone', 'iron_ingot', 'diamond'),
+        logs=False,
+    ):
         registry.require('minecraft', 'minerl')
         if logs:
             import logging
@@ -190,8 +221,7 @@ class MinecraftBase(Env):
         with self.LOCK:
             self._gymenv = _make_minerl_env(self._size, break_speed)
         space = self._gymenv.observation_space
-        self._inv_keys = [
-            f'inventory/{k}' for k in space['inventory'].spaces if k != 'log2']
+        self._inv_keys = [f'inventory/{k}' for k in space['inventory'].spaces if k != 'log2']
         self._inv_log_keys = [f'inventory/{k}' for k in log_inv_keys]
         missing = [k for k in self._inv_log_keys if k not in self._inv_keys]
         if missing:
@@ -233,8 +263,7 @@ class MinecraftBase(Env):
             'hunger': elements.Space(np.float32),
             'breath': elements.Space(np.float32),
             **step_spaces(),
-            **{f'log/{k.split("/", 1)[1]}': elements.Space(np.int32)
-               for k in self._inv_log_keys},
+            **{f'log/{k.split("/", 1)[1]}': elements.Space(np.int32) for k in self._inv_log_keys},
             'log/player_pos': elements.Space(np.float32, (3,)),
         }
 
@@ -306,7 +335,8 @@ class MinecraftBase(Env):
         obs = self._flatten(raw)
         obs['inventory/log'] = obs['inventory/log'] + obs.pop('inventory/log2', 0)
         self._inventory = {
-            k.split('/', 1)[1]: int(obs[k]) for k in self._inv_keys if k != 'inventory/air'}
+            k.split('/', 1)[1]: int(obs[k]) for k in self._inv_keys if k != 'inventory/air'
+        }
         inventory = np.array([obs[k] for k in self._inv_keys], np.float32)
         if self._max_inventory is None:
             self._max_inventory = inventory

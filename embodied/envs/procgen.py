@@ -43,7 +43,8 @@ class ProcGen(Env):
                 if not hasattr(inner, 'env'):
                     raise ValueError(
                         'Could not find the gym3 environment (with get_info) inside the procgen '
-                        'gym wrappers; use size (64, 64) with this procgen version.')
+                        'gym wrappers; use size (64, 64) with this procgen version.'
+                    )
                 inner = inner.env
             self.inner = inner
 

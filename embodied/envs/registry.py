@@ -68,11 +68,13 @@ SYSTEM_REQUIREMENTS = {
     'dmlab': (
         'DeepMind Lab is not on the Python package index; build the `deepmind_lab` Python '
         'package from source (the deepmind/lab repository, docs/users/build.md) and install '
-        'the wheel it produces into this environment.'),
+        'the wheel it produces into this environment.'
+    ),
     'minecraft': (
         'MineRL 0.4.4 is needed (`pip install minerl==0.4.4`); its build needs JDK 8 and '
         'internet access to download Gradle and Minecraft, so install it on a machine that '
-        'has both.'),
+        'has both.'
+    ),
 }
 
 # Extra hints for suites with known installation traps.
@@ -80,12 +82,14 @@ SUITE_HINTS = {
     'dmc': (
         'dm-control 1.0.50 breaks with mujoco 4 (`flex_vertedge` errors); keep mujoco<4. '
         'Rendering also needs the system libraries libegl1 libegl-mesa0 libgl1-mesa-dri '
-        '(MUJOCO_GL=egl) or libosmesa6 (MUJOCO_GL=osmesa).'),
+        '(MUJOCO_GL=egl) or libosmesa6 (MUJOCO_GL=osmesa).'
+    ),
     'loconav': 'Keep mujoco<4 next to dm-control 1.0.50.',
     'procgen': (
         'procgen-mirror requires numpy<2, which conflicts with recent JAX; use a separate '
         'environment or install it with --no-deps next to numpy 2 (gym3, gym==0.26.2 '
-        'installed by hand).'),
+        'installed by hand).'
+    ),
     'memmaze': 'memory-maze imports the old `gym` package (gym==0.26.2) and needs mujoco<4.',
 }
 
@@ -112,7 +116,8 @@ class MissingSuiteError(ImportError):
             hint = f'\nNote: {SUITE_HINTS[suite]}' if suite in SUITE_HINTS else ''
             message = (
                 f"Environment suite '{suite}' needs the Python module '{module}', which could "
-                f'not be imported{reason}. {action}{hint}')
+                f'not be imported{reason}. {action}{hint}'
+            )
         super().__init__(message, name=module)
 
     def __reduce__(self):
@@ -149,10 +154,12 @@ def load(suite):
         if suite in UNSUPPORTED:
             raise ValueError(
                 f"Environment suite '{suite}' is not supported: {UNSUPPORTED[suite]}. "
-                f"Choose one of: {', '.join(suites())}.")
+                f'Choose one of: {", ".join(suites())}.'
+            )
         raise ValueError(
             f"Unknown environment suite '{suite}'. The task must look like <suite>_<name> with "
-            f"suite one of: {', '.join(suites())}.")
+            f'suite one of: {", ".join(suites())}.'
+        )
     for module in SUITE_MODULES[suite]:
         require(suite, module)
     module, name = SUITES[suite]

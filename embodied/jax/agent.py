@@ -62,7 +62,8 @@ class Agent(embodied.Agent):
         if bad or 'reset' in act_space:
             raise ValueError(
                 f'Agent spaces must exclude log/ observation keys ({bad}) and the reset '
-                f'action (present: {"reset" in act_space}); pass the spaces without them.')
+                f'action (present: {"reset" in act_space}); pass the spaces without them.'
+            )
         self.obs_space = dict(obs_space)
         self.act_space = dict(act_space)
         self.config = config
@@ -73,10 +74,14 @@ class Agent(embodied.Agent):
         if overlap or set(obs_space) & set(act_space):
             raise ValueError(
                 f'Observation, action and extra keys must be disjoint; shared: '
-                f'{sorted(overlap | (set(obs_space) & set(act_space)))}.')
+                f'{sorted(overlap | (set(obs_space) & set(act_space)))}.'
+            )
         self.spaces = {**self.obs_space, **self.act_space, **ext_space}
-        for title, space in [('Observations', obs_space), ('Actions', act_space),
-                             ('Extras', ext_space)]:
+        for title, space in [
+            ('Observations', obs_space),
+            ('Actions', act_space),
+            ('Extras', ext_space),
+        ]:
             elements.print(title, color='cyan')
             for key, value in space.items():
                 print(f'  {key:<16} {value}')
@@ -103,10 +108,13 @@ class Agent(embodied.Agent):
         if not self.policy_keys:
             raise ValueError(
                 f'The policy_keys regex {self.model.policy_keys!r} matches no parameter; '
-                f'parameters are: {sorted(self._params)[:20]}.')
+                f'parameters are: {sorted(self._params)[:20]}.'
+            )
         self._policy_params_sharding = {
             k: jax.sharding.NamedSharding(self.policy_mesh, s.spec)
-            for k, s in self._train_params_sharding.items() if k in self.policy_keys}
+            for k, s in self._train_params_sharding.items()
+            if k in self.policy_keys
+        }
         self._build_functions()
         if self.jaxcfg.enable_policy:
             self._policy_params = self._copy_policy_params()
@@ -156,7 +164,8 @@ class Agent(embodied.Agent):
         if len(carry) != batch:
             raise ValueError(
                 f'Policy carry has {len(carry)} entries but the observations hold {batch} '
-                'environments; keep one carry entry per environment.')
+                'environments; keep one carry entry per environment.'
+            )
         with self._lock_policy:
             if self._pending_sync is not None:
                 self._policy_params = self._pending_sync
@@ -213,6 +222,7 @@ class Agent(embodied.Agent):
 
     def stream(self, st):
         """Prefetch batches: check for NaN, move to the train devices, attach a seed."""
+
         def transform(data):
             for key, value in data.items():
                 value = np.asarray(value)
@@ -225,6 +235,7 @@ class Agent(embodied.Agent):
                 counter = self.n_batches
                 self.n_batches += 1
             return {**data, 'seed': self._seed(counter, self.train_mirrored)}
+
         return streams.Prefetch(st, transform)
 
     def save(self):
@@ -233,8 +244,9 @@ class Agent(embodied.Agent):
             params = {}
             for keys, gather, _ in self._ckpt_groups:
                 group = gather({k: self._params[k] for k in keys})
-                params.update({k: np.asarray(v) for k, v in jax.device_get(
-                    tf.to_local(group)).items()})
+                params.update(
+                    {k: np.asarray(v) for k, v in jax.device_get(tf.to_local(group)).items()}
+                )
         counters = {
             'updates': int(self.n_updates),
             'batches': int(self.n_batches),
@@ -291,11 +303,13 @@ class Agent(embodied.Agent):
                 f'Wrong number of devices: expected {options.expect_devices} JAX devices '
                 f'(jax.expect_devices) but found {len(available)}: {available}. Match '
                 '--jax.expect_devices to the machine, or pass --jax.expect_devices 0 to skip '
-                'the check.')
+                'the check.'
+            )
         local_count = jax.local_device_count()
         per_process = [
             sorted([d for d in available if d.process_index == p], key=lambda d: d.id)
-            for p in range(jax.process_count())]
+            for p in range(jax.process_count())
+        ]
 
         def select(indices, name):
             indices = [int(i) for i in indices]
@@ -303,7 +317,8 @@ class Agent(embodied.Agent):
                 if not 0 <= i < local_count:
                     raise SetupError(
                         f'jax.{name} contains device index {i} but each process has '
-                        f'{local_count} local devices (indices 0..{local_count - 1}).')
+                        f'{local_count} local devices (indices 0..{local_count - 1}).'
+                    )
             return [devices[i] for devices in per_process for i in indices]
 
         self.policy_devices = select(options.policy_devices, 'policy_devices')
@@ -313,19 +328,22 @@ class Agent(embodied.Agent):
         print('Train devices: ', ', '.join(str(d) for d in self.train_devices))
         self.policy_mesh = tf.make_mesh(self.policy_devices, options.policy_mesh)
         self.train_mesh = tf.make_mesh(self.train_devices, options.train_mesh)
-        if (self.train_mesh.shape['t'] > len(options.train_devices) or
-                self.policy_mesh.shape['t'] > len(options.policy_devices)):
+        if self.train_mesh.shape['t'] > len(options.train_devices) or self.policy_mesh.shape[
+            't'
+        ] > len(options.policy_devices):
             raise NotImplementedError(
                 'Inter-node TP is not supported! The tensor axis t of jax.train_mesh '
                 f'({self.train_mesh.shape["t"]}) and jax.policy_mesh '
                 f'({self.policy_mesh.shape["t"]}) must not exceed the local device count of '
-                'the train and policy devices.')
+                'the train and policy devices.'
+            )
         if options.use_shardmap:
             for name, mesh in [('train', self.train_mesh), ('policy', self.policy_mesh)]:
                 if mesh.shape['d'] != mesh.size:
                     raise ValueError(
                         f'use_shardmap needs the data axis to span the whole {name} mesh, but '
-                        f'the mesh is {dict(mesh.shape)}; set jax.{name}_mesh to -1,1,1.')
+                        f'the mesh is {dict(mesh.shape)}; set jax.{name}_mesh to -1,1,1.'
+                    )
         named = jax.sharding.NamedSharding
         self.policy_sharded = named(self.policy_mesh, P(tf.DATA_AXES))
         self.policy_mirrored = named(self.policy_mesh, P())
@@ -343,13 +361,21 @@ class Agent(embodied.Agent):
         tm, ts = self.train_mirrored, self.train_sharded
         # Creation runs unsharded, so it uses the full batch even under shard_map.
         params, shardings = tf.init(
-            functools.partial(self.model.init_train, total), mesh, {}, {}, seed, (), (), rules)
+            functools.partial(self.model.init_train, total), mesh, {}, {}, seed, (), (), rules
+        )
         init_train = tf.apply(
-            self.model.init_train, mesh, (shardings, tm), (ts,), single_output=True,
-            static_argnums=(2,), use_shardmap=self.jaxcfg.use_shardmap)
+            self.model.init_train,
+            mesh,
+            (shardings, tm),
+            (ts,),
+            single_output=True,
+            static_argnums=(2,),
+            use_shardmap=self.jaxcfg.use_shardmap,
+        )
         carry = init_train(params, seed, self._global_batch(total, mesh, False))
         return tf.init(
-            self.model.train, mesh, params, shardings, seed, (carry, data), (ts, ts), rules)
+            self.model.train, mesh, params, shardings, seed, (carry, data), (ts, ts), rules
+        )
 
     def _build_functions(self):
         shardmap = self.jaxcfg.use_shardmap
@@ -359,29 +385,47 @@ class Agent(embodied.Agent):
         kept = {k: v for k, v in tp.items() if k in self.policy_keys}
         donated = {k: v for k, v in tp.items() if k not in self.policy_keys}
         init = functools.partial(
-            tf.apply, single_output=True, static_argnums=(2,), use_shardmap=shardmap)
+            tf.apply, single_output=True, static_argnums=(2,), use_shardmap=shardmap
+        )
         self._init_train = init(self.model.init_train, self.train_mesh, (tp, tm), (ts,))
         self._init_report = init(self.model.init_report, self.train_mesh, (tp, tm), (ts,))
         self._init_policy = init(self.model.init_policy, self.policy_mesh, (pp, pm), (ps,))
         self._train = tf.apply(
-            self.model.train, self.train_mesh, (donated, kept, tm, ts, ts), (tp, ts, ts, tm),
-            split_params=True, return_state=True, donate_argnums=(0,), use_shardmap=shardmap)
+            self.model.train,
+            self.train_mesh,
+            (donated, kept, tm, ts, ts),
+            (tp, ts, ts, tm),
+            split_params=True,
+            return_state=True,
+            donate_argnums=(0,),
+            use_shardmap=shardmap,
+        )
         self._report = tf.apply(
-            self.model.report, self.train_mesh, (tp, tm, ts, ts), (ts, tm),
-            use_shardmap=shardmap)
+            self.model.report, self.train_mesh, (tp, tm, ts, ts), (ts, tm), use_shardmap=shardmap
+        )
         self._policy = tf.apply(
-            self.model.policy, self.policy_mesh, (pp, pm, ps, ps), (ps, ps, ps),
-            static_argnums=(4,), use_shardmap=shardmap)
+            self.model.policy,
+            self.policy_mesh,
+            (pp, pm, ps, ps),
+            (ps, ps, ps),
+            static_argnums=(4,),
+            use_shardmap=shardmap,
+        )
         local_sharded = tf.local_sharding(self.policy_sharded)
         local_mirrored = tf.local_sharding(self.policy_mirrored)
         self._local_policy_mirrored = local_mirrored
         self._split_fn = jax.jit(
-            lambda tree: [jax.tree.map(lambda x: x[i], tree)
-                          for i in range(len(jax.tree.leaves(tree)[0]))],
-            in_shardings=local_sharded, out_shardings=local_mirrored)
+            lambda tree: [
+                jax.tree.map(lambda x: x[i], tree) for i in range(len(jax.tree.leaves(tree)[0]))
+            ],
+            in_shardings=local_sharded,
+            out_shardings=local_mirrored,
+        )
         self._stack_fn = jax.jit(
             lambda entries: jax.tree.map(lambda *xs: jax.numpy.stack(xs), *entries),
-            in_shardings=local_mirrored, out_shardings=local_sharded)
+            in_shardings=local_mirrored,
+            out_shardings=local_sharded,
+        )
 
     def _split(self, carry, batch):
         """Batched process-local carry -> list with one entry per environment."""
@@ -407,8 +451,9 @@ class Agent(embodied.Agent):
         context = config.replay_context
         elements.print('Compiling train and report...', color='yellow')
         for name, length, init in [
-                ('train', config.batch_length, self.init_train),
-                ('report', config.report_length, self.init_report)]:
+            ('train', config.batch_length, self.init_train),
+            ('report', config.report_length, self.init_report),
+        ]:
             batch = config.batch_size
             data = tf.device_put(self._zeros((batch, length + context)), self.train_sharded)
             seed = self._seed(0, self.train_mirrored)
@@ -454,7 +499,8 @@ class Agent(embodied.Agent):
             if total % mesh.size:
                 raise ValueError(
                     f'With use_shardmap the batch size {total} must be divisible by the '
-                    f'{mesh.size} devices of the mesh.')
+                    f'{mesh.size} devices of the mesh.'
+                )
             total //= mesh.size
         return total
 
@@ -463,15 +509,16 @@ class Agent(embodied.Agent):
         if batch % max(shards, 1):
             raise ValueError(
                 f'{batch} {what} cannot be split evenly over the {shards} local {name} devices '
-                f'of this process; use a multiple of {shards} or change jax.{name}_devices.')
+                f'of this process; use a multiple of {shards} or change jax.{name}_devices.'
+            )
 
     def _zeros(self, batch_shape):
-        return {
-            k: np.zeros((*batch_shape, *v.shape), v.dtype) for k, v in self.spaces.items()}
+        return {k: np.zeros((*batch_shape, *v.shape), v.dtype) for k, v in self.spaces.items()}
 
     def _summary(self):
-        lines = [f'{k:<48} {str(v.dtype):<9} {v.size:>10} {v.shape}'
-                 for k, v in self._params.items()]
+        lines = [
+            f'{k:<48} {str(v.dtype):<9} {v.size:>10} {v.shape}' for k, v in self._params.items()
+        ]
         total = sum(v.size for v in self._params.values())
         return '\n'.join([*lines, f'{"total":<48} {"":<9} {total:>10}'])
 
@@ -479,13 +526,15 @@ class Agent(embodied.Agent):
         if not self.jaxcfg.enable_policy:
             raise RuntimeError(
                 'The policy is not available because jax.enable_policy is False; set it to '
-                'True to act with this agent.')
+                'True to act with this agent.'
+            )
 
     def _check_obs(self, obs):
         if set(obs) != set(self.obs_space):
             raise ValueError(
                 f'Policy observation keys {sorted(obs)} differ from the agent observation '
-                f'space {sorted(self.obs_space)}; remove log/ keys and pass exactly the space.')
+                f'space {sorted(self.obs_space)}; remove log/ keys and pass exactly the space.'
+            )
         for key, value in obs.items():
             value = np.asarray(value)
             if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
@@ -496,20 +545,22 @@ class Agent(embodied.Agent):
         if 'seed' not in data:
             raise ValueError(
                 'Batches for train() and report() must come from agent.stream(...), which '
-                'moves them to the devices and attaches a seed; this batch has no seed key.')
+                'moves them to the devices and attaches a seed; this batch has no seed key.'
+            )
         seed = data.pop('seed')
         if set(data) != set(self.spaces):
             missing = sorted(set(self.spaces) - set(data))
             extra = sorted(set(data) - set(self.spaces))
             raise ValueError(
-                f'Batch keys do not match the agent spaces: missing {missing}, unexpected '
-                f'{extra}.')
+                f'Batch keys do not match the agent spaces: missing {missing}, unexpected {extra}.'
+            )
         for key, value in data.items():
             space = self.spaces[key]
             if value.dtype != space.dtype or tuple(value.shape[2:]) != tuple(space.shape):
                 raise ValueError(
                     f'Batch key {key!r} has dtype {value.dtype} and shape {value.shape}, '
-                    f'expected {space.dtype} and (batch, length, *{space.shape}).')
+                    f'expected {space.dtype} and (batch, length, *{space.shape}).'
+                )
         return data, seed
 
     def _check_checkpoint(self, params, partial):
@@ -520,7 +571,8 @@ class Agent(embodied.Agent):
             f'{k}: checkpoint {params[k].dtype}{list(params[k].shape)}, model '
             f'{current[k].dtype}{list(current[k].shape)}'
             for k in sorted(set(params) & set(current))
-            if params[k].shape != current[k].shape or params[k].dtype != current[k].dtype]
+            if params[k].shape != current[k].shape or params[k].dtype != current[k].dtype
+        ]
         if not (missing or unexpected or mismatched):
             return
 
@@ -531,7 +583,12 @@ class Agent(embodied.Agent):
         raise ValueError(
             'The checkpoint does not fit this model; it was probably written by a run with '
             'another config (use the same config, a fresh logdir, or load a subset with a '
-            'regex).\n' + '\n'.join([
-                listing('Missing from the checkpoint', missing),
-                listing('Unexpected in the checkpoint', unexpected),
-                listing('Shape or dtype mismatch', mismatched)]))
+            'regex).\n'
+            + '\n'.join(
+                [
+                    listing('Missing from the checkpoint', missing),
+                    listing('Unexpected in the checkpoint', unexpected),
+                    listing('Shape or dtype mismatch', mismatched),
+                ]
+            )
+        )

@@ -13,8 +13,16 @@ from . import nets, outs
 f32 = jnp.float32
 
 OUTPUTS = (
-    'binary', 'categorical', 'onehot', 'mse', 'huber', 'symlog_mse', 'symexp_twohot',
-    'bounded_normal', 'normal_logstd')
+    'binary',
+    'categorical',
+    'onehot',
+    'mse',
+    'huber',
+    'symlog_mse',
+    'symexp_twohot',
+    'bounded_normal',
+    'normal_logstd',
+)
 
 
 class MLPHead(nj.Module):
@@ -35,7 +43,8 @@ class MLPHead(nj.Module):
     def __init__(self, space, output, **head_kwargs):
         shared = dict(bias=self.bias, winit=self.winit, binit=self.binit)
         self.mlp = nets.MLP(
-            self.layers, self.units, act=self.act, norm=self.norm, **shared, name='mlp')
+            self.layers, self.units, act=self.act, norm=self.norm, **shared, name='mlp'
+        )
         if isinstance(space, dict):
             self.head = DictHead(space, output, **shared, **head_kwargs, name='head')
         else:
@@ -61,7 +70,8 @@ class DictHead(nj.Module):
             raise ValueError('DictHead needs at least one space.')
         if set(spaces) != set(outputs):
             raise ValueError(
-                f'DictHead spaces {sorted(spaces)} and outputs {sorted(outputs)} differ in keys.')
+                f'DictHead spaces {sorted(spaces)} and outputs {sorted(outputs)} differ in keys.'
+            )
         self.spaces = spaces
         self.outputs = outputs
         self.kw = kw
@@ -70,7 +80,8 @@ class DictHead(nj.Module):
         """Dict of outputs, one per key."""
         return {
             key: self.sub(key, Head, self.spaces[key], self.outputs[key], **self.kw)(x)
-            for key in self.spaces}
+            for key in self.spaces
+        }
 
 
 class Head(nj.Module):
@@ -106,7 +117,7 @@ class Head(nj.Module):
         shape = self.space.shape
         if self.impl == 'onehot':
             shape = (*shape, self._classes())
-        pshape = output.pred().shape[x.ndim - 1:]
+        pshape = output.pred().shape[x.ndim - 1 :]
         assert pshape == shape, (self.path, self.impl, self.space, x.shape, pshape)
         return output
 
@@ -123,7 +134,8 @@ class Head(nj.Module):
     def _continuous(self):
         if self.space.discrete:
             raise ValueError(
-                f"{self.path}: output '{self.impl}' needs a float space, got {self.space}.")
+                f"{self.path}: output '{self.impl}' needs a float space, got {self.space}."
+            )
 
     def _binary(self, x):
         if not self.space.discrete or not np.all(np.asarray(self.space.classes) == 2):

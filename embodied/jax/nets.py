@@ -54,15 +54,18 @@ def act(name):
     if name == 'relu2':
         return lambda x: jnp.square(jax.nn.relu(x))
     if name == 'swiglu':
+
         def swiglu(x):
             a, b = jnp.split(x, 2, -1)
             return jax.nn.silu(a) * b
+
         return swiglu
     fn = getattr(jax.nn, name, None)
     if not callable(fn):
         raise ValueError(
             f"Unknown activation '{name}': expected none, mish, relu2, swiglu or the name of a "
-            'function in jax.nn (e.g. silu, gelu, relu).')
+            'function in jax.nn (e.g. silu, gelu, relu).'
+        )
     return fn
 
 
@@ -123,7 +126,8 @@ def _grad_dtype_bwd(dtype, name, res, dx):
     if dx.dtype != jnp.dtype(dtype):
         raise TypeError(
             f'{name}: gradient arrives in {dx.dtype} but the compute dtype is {dtype}; some op '
-            'after this layer changed the dtype. Cast outputs back with nets.cast().')
+            'after this layer changed the dtype. Cast outputs back with nets.cast().'
+        )
     return (dx,)
 
 
@@ -136,7 +140,8 @@ def check_dtype(x, name):
     if x.dtype != dtype:
         raise TypeError(
             f'{name}: input has dtype {x.dtype} but the compute dtype is {dtype.name}. '
-            'Cast inputs with embodied.jax.nets.cast() before the layer.')
+            'Cast inputs with embodied.jax.nets.cast() before the layer.'
+        )
     return _grad_dtype(x, dtype.name, name)
 
 
@@ -265,8 +270,7 @@ class BlockLinear(nj.Module):
         x = check_dtype(x, self.path)
         g, inp = self.blocks, x.shape[-1]
         if inp % g:
-            raise ValueError(
-                f'{self.path}: input width {inp} is not divisible by blocks={g}.')
+            raise ValueError(f'{self.path}: input width {inp} is not divisible by blocks={g}.')
         # Fan-in of this 3-D kernel is the total input width (reference parity, spec 14.12).
         shape = (g, inp // g, self.units // g)
         kernel = self.value('kernel', _kernel_init, self, shape).astype(x.dtype)
@@ -299,7 +303,8 @@ class Conv2D(nj.Module):
         x = check_dtype(x, self.path)
         if x.shape[-1] % self.groups:
             raise ValueError(
-                f'{self.path}: {x.shape[-1]} input channels not divisible by groups={self.groups}.')
+                f'{self.path}: {x.shape[-1]} input channels not divisible by groups={self.groups}.'
+            )
         bshape = x.shape[:-3]
         x = x.reshape((-1, *x.shape[-3:]))
         shape = (*self.kernel, x.shape[-1] // self.groups, self.depth)
@@ -307,7 +312,8 @@ class Conv2D(nj.Module):
         if self.transp:
             if self.pad != 'same':
                 raise ValueError(
-                    f"{self.path}: transposed Conv2D needs pad='same', got '{self.pad}'.")
+                    f"{self.path}: transposed Conv2D needs pad='same', got '{self.pad}'."
+                )
             # Fractionally strided conv done by hand: spread the inputs onto a grid that is
             # `stride` times larger (zeros between them), then a stride-1 convolution.
             s = self.stride
@@ -320,9 +326,13 @@ class Conv2D(nj.Module):
         else:
             strides = (self.stride, self.stride)
         x = jax.lax.conv_general_dilated(
-            x, kernel, strides, self.pad.upper(),
+            x,
+            kernel,
+            strides,
+            self.pad.upper(),
             feature_group_count=self.groups,
-            dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+            dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+        )
         if self.bias:
             x = x + self.value('bias', init(self.binit), (self.depth,)).astype(x.dtype)
         return x.reshape((*bshape, *x.shape[1:]))
@@ -417,7 +427,8 @@ class DictConcat:
             if x.shape[bdims:] != space.shape:
                 raise ValueError(
                     f"DictConcat key '{key}': shape {x.shape} does not end in the space shape "
-                    f'{space.shape} (batch dims {bdims}).')
+                    f'{space.shape} (batch dims {bdims}).'
+                )
             if space.dtype == np.uint8 and len(space.shape) in (2, 3):
                 raise NotImplementedError(f"DictConcat key '{key}': images are not supported.")
             m = available(x, bdims)
@@ -430,6 +441,6 @@ class DictConcat:
             else:
                 x = self.squish(x).astype(COMPUTE_DTYPE)
             x = mask(x, m)
-            x = x.reshape((*x.shape[:bdims + self.fdims - 1], -1))
+            x = x.reshape((*x.shape[: bdims + self.fdims - 1], -1))
             ys.append(x)
         return jnp.concatenate(ys, -1)

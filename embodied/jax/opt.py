@@ -58,8 +58,9 @@ def scale_by_rms(beta=0.999, eps=1e-20):
     def update_fn(updates, state, params=None):
         count, nu = state
         count = optax.safe_int32_increment(count)
-        nu = jax.tree.map(lambda v, g: beta * v + (1 - beta) * jnp.square(g.astype(f32)),
-                          nu, updates)
+        nu = jax.tree.map(
+            lambda v, g: beta * v + (1 - beta) * jnp.square(g.astype(f32)), nu, updates
+        )
         corr = 1 - beta ** count.astype(f32)
         updates = jax.tree.map(lambda g, v: g / (jnp.sqrt(v / corr) + eps), updates, nu)
         return updates, (count, nu)
@@ -82,10 +83,12 @@ def scale_by_momentum(beta=0.9, nesterov=False):
         if nesterov:
             # Look ahead one step: the next moment if the same update arrived again.
             out = jax.tree.map(
-                lambda m, u: beta * m / (1 - beta ** (k + 1)) + (1 - beta) * u / (1 - beta ** k),
-                mu, updates)
+                lambda m, u: beta * m / (1 - beta ** (k + 1)) + (1 - beta) * u / (1 - beta**k),
+                mu,
+                updates,
+            )
         else:
-            out = jax.tree.map(lambda m: m / (1 - beta ** k), mu)
+            out = jax.tree.map(lambda m: m / (1 - beta**k), mu)
         return out, (count, mu)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -107,7 +110,8 @@ def make_schedule(lr, schedule='const', warmup=0, anneal=0):
         if anneal <= warmup:
             raise ValueError(
                 f"Schedule '{schedule}' needs anneal > warmup (got anneal={anneal}, "
-                f'warmup={warmup}): set opt.anneal to the total number of updates.')
+                f'warmup={warmup}): set opt.anneal to the total number of updates.'
+            )
         if schedule == 'linear':
             sched = optax.linear_schedule(lr, 0.1 * lr, anneal - warmup)
         else:
@@ -122,8 +126,19 @@ def make_schedule(lr, schedule='const', warmup=0, anneal=0):
 
 
 def make_chain(
-        lr=4e-5, agc=0.3, eps=1e-20, beta1=0.9, beta2=0.999, momentum=True, wd=0.0,
-        schedule='const', warmup=1000, anneal=0, nesterov=False, wdregex=r'/kernel$'):
+    lr=4e-5,
+    agc=0.3,
+    eps=1e-20,
+    beta1=0.9,
+    beta2=0.999,
+    momentum=True,
+    wd=0.0,
+    schedule='const',
+    warmup=1000,
+    anneal=0,
+    nesterov=False,
+    wdregex=r'/kernel$',
+):
     """The optax chain of spec 6.1-6.2 (config keys of `agent.opt`)."""
     chain = [
         clip_by_agc(float(agc)),
@@ -143,7 +158,7 @@ def summarize(counts, depth=1, name='opt'):
     for key, count in counts.items():
         parts = key.split('/')
         for i in range(min(len(parts), depth)):
-            prefix = '/'.join(parts[:i + 1])
+            prefix = '/'.join(parts[: i + 1])
             groups[prefix] = groups.get(prefix, 0) + count
     lines = [f'Optimizer {name} has {sum(counts.values()):,} parameters:']
     for prefix, count in sorted(groups.items(), key=lambda x: (-x[1], x[0])):
@@ -183,7 +198,8 @@ class Optimizer(nj.Module):
             if loss.dtype != f32 or loss.shape != ():
                 raise TypeError(
                     f'{self.path}: the loss must be a float32 scalar, got {loss.dtype} with '
-                    f'shape {loss.shape}; reduce it with .mean() and cast outputs to float32.')
+                    f'shape {loss.shape}; reduce it with .mean() and cast outputs to float32.'
+                )
             if self.scaling:
                 loss = loss * sg(self.grad_scale.read())
             return loss, aux
@@ -238,13 +254,16 @@ class Optimizer(nj.Module):
         ctx = nj.context()
         prefixes = tuple(m.path + '/' for m in self.modules)
         params = {
-            k: v for k, v in ctx.items()
-            if k.startswith(prefixes) and jnp.issubdtype(v.dtype, jnp.floating)}
+            k: v
+            for k, v in ctx.items()
+            if k.startswith(prefixes) and jnp.issubdtype(v.dtype, jnp.floating)
+        }
         if not params:
             paths = [m.path for m in self.modules]
             raise RuntimeError(
                 f'{self.path}: modules {paths} have no float parameters; the loss function '
-                'must use them before the optimizer can train them.')
+                'must use them before the optimizer can train them.'
+            )
         return params
 
     def _update_scale(self, finite):

@@ -136,7 +136,7 @@ class Huber(Output):
         """Smooth absolute error."""
         _check_target(target, self.mean.shape, 'Huber')
         dist = self.mean - sg(target.astype(f32))
-        return jnp.sqrt(jnp.square(dist) + self.eps ** 2) - self.eps
+        return jnp.sqrt(jnp.square(dist) + self.eps**2) - self.eps
 
 
 class Normal(Output):
@@ -186,8 +186,9 @@ class Binary(Output):
     def logp(self, event):
         """y log sigmoid(l) + (1 - y) log sigmoid(-l)."""
         event = jnp.asarray(event).astype(f32)
-        return (event * jax.nn.log_sigmoid(self.logit)
-                + (1 - event) * jax.nn.log_sigmoid(-self.logit))
+        return event * jax.nn.log_sigmoid(self.logit) + (1 - event) * jax.nn.log_sigmoid(
+            -self.logit
+        )
 
     def sample(self, seed, shape=()):
         """Bernoulli draw (bool)."""
@@ -227,8 +228,7 @@ class Categorical(Output):
 
     def sample(self, seed, shape=()):
         """Random index."""
-        return jax.random.categorical(
-            seed, self.logits, -1, tuple(shape) + self.logits.shape[:-1])
+        return jax.random.categorical(seed, self.logits, -1, tuple(shape) + self.logits.shape[:-1])
 
     def logp(self, event):
         """log_softmax at the event index."""
@@ -312,8 +312,10 @@ def twohot(x, bins):
     total = dbelow + dabove
     wbelow = dabove / total
     wabove = dbelow / total
-    return (jax.nn.one_hot(below, n, dtype=f32) * wbelow[..., None]
-            + jax.nn.one_hot(above, n, dtype=f32) * wabove[..., None])
+    return (
+        jax.nn.one_hot(below, n, dtype=f32) * wbelow[..., None]
+        + jax.nn.one_hot(above, n, dtype=f32) * wabove[..., None]
+    )
 
 
 class TwoHot(Output):
@@ -325,7 +327,8 @@ class TwoHot(Output):
         if self.logits.shape[-1] != self.bins.shape[0]:
             raise ValueError(
                 f'TwoHot logits have {self.logits.shape[-1]} classes but there are '
-                f'{self.bins.shape[0]} bins.')
+                f'{self.bins.shape[0]} bins.'
+            )
         self.probs = jax.nn.softmax(self.logits, -1)
 
     def pred(self):
@@ -335,7 +338,7 @@ class TwoHot(Output):
         m = n // 2
         if n % 2 == 1:
             left = terms[..., :m][..., ::-1]
-            right = terms[..., m + 1:]
+            right = terms[..., m + 1 :]
             return terms[..., m] + (left + right).sum(-1)
         left = terms[..., :m][..., ::-1]
         right = terms[..., m:]

@@ -52,8 +52,14 @@ TPU_FLAGS = (
 
 
 def xla_flags(
-        platform=None, deterministic=True, autotune=1, mock_devices=0, xladump='',
-        gpuflags=True, tpuflags=False):
+    platform=None,
+    deterministic=True,
+    autotune=1,
+    mock_devices=0,
+    xladump='',
+    gpuflags=True,
+    tpuflags=False,
+):
     """The list of XLA flags that setup() writes to XLA_FLAGS."""
     flags = [f'--xla_gpu_autotune_level={autotune}']
     if deterministic:
@@ -86,8 +92,12 @@ def supported_flags(flags):
         return list(_SUPPORTED[flags])
     env = {**os.environ, 'XLA_FLAGS': ' '.join(flags), 'JAX_PLATFORMS': 'cpu'}
     proc = subprocess.run(
-        [sys.executable, '-c', 'import jax; jax.devices()'], env=env,
-        capture_output=True, text=True, timeout=300)
+        [sys.executable, '-c', 'import jax; jax.devices()'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     match = re.search(r'Unknown flags in XLA_FLAGS: (.*)', proc.stderr)
     unknown = set(match.group(1).split()) if match else set()
     kept = [f for f in flags if f not in unknown]
@@ -109,11 +119,17 @@ def merge_flags(existing, flags):
 
 
 def target_env(
-        platform=None, deterministic=True, autotune=1, mock_devices=0, xladump='',
-        gpuflags=True, tpuflags=False, prealloc=True):
+    platform=None,
+    deterministic=True,
+    autotune=1,
+    mock_devices=0,
+    xladump='',
+    gpuflags=True,
+    tpuflags=False,
+    prealloc=True,
+):
     """Environment variables setup() writes: XLA_FLAGS (merged) and the allocator setting."""
-    flags = xla_flags(
-        platform, deterministic, autotune, mock_devices, xladump, gpuflags, tpuflags)
+    flags = xla_flags(platform, deterministic, autotune, mock_devices, xladump, gpuflags, tpuflags)
     if (gpuflags and platform in GPU_PLATFORMS) or (tpuflags and platform == 'tpu'):
         flags = supported_flags(flags)
     return {
@@ -151,41 +167,60 @@ def _resolve_dtype(compute_dtype):
 
 def _check_running_backend(platform, mock_devices, env):
     """Raise if the already running backend contradicts the requested settings."""
-    hint = ('Call embodied.jax.setup() before any JAX computation, or run in a fresh process.')
+    hint = 'Call embodied.jax.setup() before any JAX computation, or run in a fresh process.'
     running = jax.default_backend()
     if platform:
         wanted = 'gpu' if platform in GPU_PLATFORMS else platform
         if running != wanted:
             raise RuntimeError(
                 f"JAX already runs on platform '{running}' but setup() asks for '{platform}'. "
-                + hint)
+                + hint
+            )
     if mock_devices and running == 'cpu' and jax.device_count() != mock_devices:
         raise RuntimeError(
             f'JAX already runs with {jax.device_count()} CPU devices but setup() asks for '
-            f'mock_devices={mock_devices}. ' + hint)
+            f'mock_devices={mock_devices}. ' + hint
+        )
     if running != 'cpu':
         # On accelerators the flags and the allocator setting matter, so they must match.
         for key, value in env.items():
             if os.environ.get(key, '') != value:
                 raise RuntimeError(
                     f"JAX already started with {key}='{os.environ.get(key, '')}' but setup() "
-                    f"needs '{value}'. " + hint)
+                    f"needs '{value}'. " + hint
+                )
 
 
 def setup(
-        platform=None, compute_dtype='bfloat16', mock_devices=0, prealloc=True, jit=True,
-        debug=False, transfer_guard=True, deterministic=True, autotune=1, gpuflags=True,
-        tpuflags=False, xladump='', debug_nans=False, process_id=-1, num_processes=1,
-        coordinator_address='', compilation_cache=True):
+    platform=None,
+    compute_dtype='bfloat16',
+    mock_devices=0,
+    prealloc=True,
+    jit=True,
+    debug=False,
+    transfer_guard=True,
+    deterministic=True,
+    autotune=1,
+    gpuflags=True,
+    tpuflags=False,
+    xladump='',
+    debug_nans=False,
+    process_id=-1,
+    num_processes=1,
+    coordinator_address='',
+    compilation_cache=True,
+):
     """Configure JAX for this process (spec 10.1) and set nets.COMPUTE_DTYPE."""
     dtype = _resolve_dtype(compute_dtype)
     env = target_env(
-        platform, deterministic, autotune, mock_devices, xladump, gpuflags, tpuflags, prealloc)
+        platform, deterministic, autotune, mock_devices, xladump, gpuflags, tpuflags, prealloc
+    )
     if backends_initialized():
         _check_running_backend(platform, mock_devices, env)
     else:
         if xladump:
             import elements
+
             elements.Path(xladump).mkdir()
         os.environ.update(env)
         if platform:
@@ -206,11 +241,13 @@ def setup(
         if process_id < 0 or not coordinator_address:
             raise ValueError(
                 f'Multi-host setup with num_processes={num_processes} needs process_id >= 0 '
-                f"(got {process_id}) and a coordinator_address (got '{coordinator_address}').")
+                f"(got {process_id}) and a coordinator_address (got '{coordinator_address}')."
+            )
         if backends_initialized():
             raise RuntimeError(
                 'jax.distributed must start before the JAX backend: call embodied.jax.setup() '
-                'before any JAX computation.')
+                'before any JAX computation.'
+            )
         if platform == 'cpu':
             try:
                 jax.config.update('jax_cpu_collectives_implementation', 'gloo')
@@ -240,5 +277,6 @@ def check_platform(platform):
         detail = f' ({e})' if str(e) else ''
         raise SetupError(
             f"JAX platform '{platform}' is not available on this machine{detail}. "
-            f'Either {hint}, or run on the CPU with --jax.platform cpu.') from e
+            f'Either {hint}, or run on the CPU with --jax.platform cpu.'
+        ) from e
     return devices

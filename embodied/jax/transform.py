@@ -48,7 +48,8 @@ def make_mesh(devices, shape, names=MESH_AXES):
     if len(shape) != len(names) or sum(x == -1 for x in shape) > 1:
         raise ValueError(
             f'Mesh shape {shape} must have {len(names)} entries for axes {names} with at '
-            'most one -1.')
+            'most one -1.'
+        )
     known = math.prod(x for x in shape if x != -1)
     count = len(devices)
     if known <= 0 or count % known:
@@ -56,14 +57,14 @@ def make_mesh(devices, shape, names=MESH_AXES):
     shape = [count // known if x == -1 else x for x in shape]
     if math.prod(shape) != count:
         raise ValueError(
-            f'Mesh shape {shape} holds {math.prod(shape)} devices but {count} were selected.')
+            f'Mesh shape {shape} holds {math.prod(shape)} devices but {count} were selected.'
+        )
     return jax.sharding.Mesh(np.array(devices, dtype=object).reshape(shape), tuple(names))
 
 
 def local_sharding(sharding):
     """The same partitioning restricted to this process's devices (tree of shardings ok)."""
-    return jax.tree.map(
-        lambda s: jax.sharding.NamedSharding(s.mesh.local_mesh, s.spec), sharding)
+    return jax.tree.map(lambda s: jax.sharding.NamedSharding(s.mesh.local_mesh, s.spec), sharding)
 
 
 def _spread(sharding, tree):
@@ -80,8 +81,8 @@ def device_put(tree, sharding):
     shardings = _spread(sharding, tree)
     with jax.transfer_guard_host_to_device('allow'):
         return jax.tree.map(
-            lambda x, s: jax.make_array_from_process_local_data(s, np.asarray(x)),
-            tree, shardings)
+            lambda x, s: jax.make_array_from_process_local_data(s, np.asarray(x)), tree, shardings
+        )
 
 
 def _local_shape(shape, spec, mesh_shape, local_shape):
@@ -110,7 +111,9 @@ def to_local(tree):
         shape = _local_shape(x.shape, sharding.spec, mesh.shape, mesh.local_mesh.shape)
         target = jax.sharding.NamedSharding(mesh.local_mesh, sharding.spec)
         return jax.make_array_from_single_device_arrays(
-            shape, target, [s.data for s in x.addressable_shards])
+            shape, target, [s.data for s in x.addressable_shards]
+        )
+
     return jax.tree.map(fn, tree)
 
 
@@ -123,7 +126,9 @@ def to_global(tree, sharding):
         local = x.sharding.mesh.shape
         shape = _local_shape(x.shape, target.spec, local, target.mesh.shape)
         return jax.make_array_from_single_device_arrays(
-            shape, target, [s.data for s in x.addressable_shards])
+            shape, target, [s.data for s in x.addressable_shards]
+        )
+
     return jax.tree.map(fn, tree, _spread(sharding, tree))
 
 
@@ -154,6 +159,7 @@ def fetch(tree):
         if x.dtype in (jnp.bfloat16, np.float16):
             x = x.astype(np.float32)
         return x
+
     return jax.tree.map(widen, tree)
 
 
@@ -169,7 +175,8 @@ def resolve_rules(shapes, rules, mesh):
         else:
             raise ValueError(
                 f'No partition rule matches parameter {key!r}; add a catch-all rule '
-                "('.*', PartitionSpec()) to the model's partition_rules.")
+                "('.*', PartitionSpec()) to the model's partition_rules."
+            )
     return shardings
 
 
@@ -195,8 +202,8 @@ def init(method, mesh, params, params_sharding, seed, args, arg_shardings, rules
         out_shardings = resolve_rules(jax.eval_shape(fn, params, seed, *args), rules, mesh)
     mirrored = jax.sharding.NamedSharding(mesh, P())
     jitted = jax.jit(
-        fn, in_shardings=(params_sharding, mirrored, *arg_shardings),
-        out_shardings=out_shardings)
+        fn, in_shardings=(params_sharding, mirrored, *arg_shardings), out_shardings=out_shardings
+    )
     state = jitted(params, seed, *args)
     shardings = resolve_rules(state, rules, mesh)
     # A no-op after jit; places the arrays when jit is disabled (debugging).
@@ -204,9 +211,18 @@ def init(method, mesh, params, params_sharding, seed, args, arg_shardings, rules
 
 
 def apply(
-        method, mesh, in_shardings, out_shardings, *, split_params=False,
-        return_state=False, single_output=False, static_argnums=(), donate_argnums=(),
-        use_shardmap=False):
+    method,
+    mesh,
+    in_shardings,
+    out_shardings,
+    *,
+    split_params=False,
+    return_state=False,
+    single_output=False,
+    static_argnums=(),
+    donate_argnums=(),
+    use_shardmap=False,
+):
     """Jit a ninjax method as `fn(params, seed, *args) -> outputs` with shardings.
 
     With `split_params`, the first two arguments are two dicts of parameters (e.g. donated and
@@ -251,8 +267,12 @@ def apply(
         assert len(out_shardings) == 1, out_shardings
         out_shardings = out_shardings[0]
     return jax.jit(
-        fn, in_shardings=tuple(in_shardings), out_shardings=out_shardings,
-        static_argnums=static_argnums, donate_argnums=tuple(donate_argnums))
+        fn,
+        in_shardings=tuple(in_shardings),
+        out_shardings=out_shardings,
+        static_argnums=static_argnums,
+        donate_argnums=tuple(donate_argnums),
+    )
 
 
 def checkpoint_groups(params, chunksize):
@@ -308,8 +328,11 @@ def cost_summary(compiled):
         memory = None
     if memory is not None:
         for name, attr in [
-                ('temp', 'temp_size_in_bytes'), ('inputs', 'argument_size_in_bytes'),
-                ('outputs', 'output_size_in_bytes'), ('code', 'generated_code_size_in_bytes')]:
+            ('temp', 'temp_size_in_bytes'),
+            ('inputs', 'argument_size_in_bytes'),
+            ('outputs', 'output_size_in_bytes'),
+            ('code', 'generated_code_size_in_bytes'),
+        ]:
             if hasattr(memory, attr):
                 label = f'Memory ({name}):'
                 lines.append(f'{label:<18}{getattr(memory, attr):.2e} B')

@@ -110,7 +110,8 @@ class SlowModel:
     def __init__(self, model, *, source, rate=1.0, every=1):
         if not (rate == 1 or rate < 0.5):
             raise ValueError(
-                f'SlowModel rate={rate}: use exactly 1 (hard copy) or a rate below 0.5.')
+                f'SlowModel rate={rate}: use exactly 1 (hard copy) or a rate below 0.5.'
+            )
         if every < 1:
             raise ValueError(f'SlowModel every={every}: must be a positive number of updates.')
         self.model = model
@@ -153,7 +154,8 @@ class SlowModel:
         if not src:
             raise RuntimeError(
                 f'SlowModel {self.model.path}: source {self.source.path} has no parameters yet; '
-                'call the source module before the slow copy.')
+                'call the source module before the slow copy.'
+            )
         if not self.model.values:
             prefix = self.model.path + '/'
             nj.context().update({prefix + k: v for k, v in src.items()})
@@ -162,4 +164,5 @@ class SlowModel:
         if set(dst) != set(src):
             raise RuntimeError(
                 f'SlowModel {self.model.path} parameters {sorted(dst)} differ from source '
-                f'{self.source.path} parameters {sorted(src)}.')
+                f'{self.source.path} parameters {sorted(src)}.'
+            )

@@ -22,7 +22,8 @@ def resolve(path):
                 return folder
     raise CheckpointError(
         f"No complete checkpoint found at '{path}'. Pass a checkpoint folder (one that "
-        "contains a 'done' file), its ckpt directory, or the logdir of a run that saved one.")
+        "contains a 'done' file), its ckpt directory, or the logdir of a run that saved one."
+    )
 
 
 def load_agent(agent, path, regex=''):
@@ -50,7 +51,8 @@ def load_or_save(checkpoint, directory):
     except ValueError as e:
         raise CheckpointError(
             f'{e}\nThe checkpoint in {directory} was written by a run with a '
-            'different model. Use a new --logdir, or restore the config of that run.') from e
+            'different model. Use a new --logdir, or restore the config of that run.'
+        ) from e
 
 
 class SerialSaver:

@@ -44,10 +44,13 @@ class EpisodeStats:
         if tran['is_last']:
             result = episode.result()
             self.history.append((float(result['score']), int(result['length'])))
-            self.logger.add({
-                'score': result.pop('score'),
-                'length': result.pop('length'),
-            }, prefix=self.prefix)
+            self.logger.add(
+                {
+                    'score': result.pop('score'),
+                    'length': result.pop('length'),
+                },
+                prefix=self.prefix,
+            )
             rewards = result.pop('rewards')
             if len(rewards) > 1:
                 result['reward_rate'] = (np.abs(rewards[1:] - rewards[:-1]) >= 0.01).mean()
@@ -60,4 +63,5 @@ class EpisodeStats:
         scores = [score for score, _ in self.history][-last:]
         return (
             f'{len(self.history)} recent episodes, mean score of the last {len(scores)}: '
-            f'{np.mean(scores):.2f}')
+            f'{np.mean(scores):.2f}'
+        )

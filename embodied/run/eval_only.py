@@ -23,7 +23,8 @@ def eval_only(make_agent, make_replay, make_env, make_stream, make_logger, args)
     if not args.from_checkpoint:
         raise checkpoints.CheckpointError(
             'The eval_only script needs a checkpoint: pass --run.from_checkpoint with a '
-            'checkpoint folder or the logdir of a training run.')
+            'checkpoint folder or the logdir of a training run.'
+        )
     # Fail before building the agent (which compiles) when there is nothing to load.
     folder = checkpoints.resolve(args.from_checkpoint)
 
@@ -69,4 +70,5 @@ def eval_only(make_agent, make_replay, make_env, make_stream, make_logger, args)
         logger.close()
     print(
         f'Finished evaluation at step {int(step)}: {stats.summary()}; '
-        f'{len(recorder.paths)} videos in {logdir / "videos"}.')
+        f'{len(recorder.paths)} videos in {logdir / "videos"}.'
+    )

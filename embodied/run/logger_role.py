@@ -25,7 +25,8 @@ class Episodes:
         self.stats = {
             False: episodes.EpisodeStats(logger, self.epstats[False], video_worker=None),
             True: episodes.EpisodeStats(
-                logger, self.epstats[True], prefix='eval_episode', video_worker=None),
+                logger, self.epstats[True], prefix='eval_episode', video_worker=None
+            ),
         }
         self.open = set()  # env ids with an episode that has not ended
         self.seen = {}  # env id -> (is_eval, time of its last transition)

@@ -66,7 +66,8 @@ class TrainLoop:
             setattr(checkpoint, name, saveable)
         if self.args.from_checkpoint:
             checkpoints.load_agent(
-                self.agent, self.args.from_checkpoint, self.args.from_checkpoint_regex)
+                self.agent, self.args.from_checkpoint, self.args.from_checkpoint_regex
+            )
         checkpoints.load_or_save(checkpoint, directory)
         self.driver.reset(self.agent.init_policy)
         return checkpoint
@@ -91,8 +92,9 @@ class TrainLoop:
         for prefix, replay in replays.items():
             self.logger.add(replay.stats(), prefix=prefix)
         self.logger.add(self.usage.stats(), prefix='usage')
-        self.logger.add({
-            'fps/policy': self.policy_fps.result(), 'fps/train': self.train_fps.result()})
+        self.logger.add(
+            {'fps/policy': self.policy_fps.result(), 'fps/train': self.train_fps.result()}
+        )
         # The summary is missing when logger.timer disabled the timer.
         self.logger.add({'timer': elements.timer.stats().get('summary', '')})
         self.logger.write()

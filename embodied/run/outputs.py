@@ -23,17 +23,21 @@ def make_outputs(logdir, outputs, pattern, fps=15, name='Agent'):
         elif output == 'wandb':
             require('wandb', 'wandb', 'pip install wandb')
             logdir = elements.Path(logdir)
-            result.append(elements.logger.WandBOutput(
-                name=f'{logdir.parent.name}/{logdir.name}', project='dreamerv3',
-                config=None))
+            result.append(
+                elements.logger.WandBOutput(
+                    name=f'{logdir.parent.name}/{logdir.name}', project='dreamerv3', config=None
+                )
+            )
         elif output == 'expa':
             raise ValueError(
                 "The 'expa' logger output is internal to its authors and not available; "
-                f'choose from {", ".join(o for o in OUTPUTS if o != "expa")}.')
+                f'choose from {", ".join(o for o in OUTPUTS if o != "expa")}.'
+            )
         else:
             raise ValueError(
                 f"Unknown logger output '{output}' in logger.outputs; "
-                f'choose from {", ".join(OUTPUTS)}.')
+                f'choose from {", ".join(OUTPUTS)}.'
+            )
     return result
 
 
@@ -42,7 +46,8 @@ def require(module, output, install):
     if importlib.util.find_spec(module) is None:
         raise ImportError(
             f"The '{output}' logger output needs the '{module}' package: {install}, "
-            f'or remove {output} from logger.outputs.')
+            f'or remove {output} from logger.outputs.'
+        )
 
 
 class ScopeFilter:

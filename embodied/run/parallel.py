@@ -45,8 +45,9 @@ def parallel(make_agent, make_replay, make_env, make_stream, make_logger, args):
         agent = portal.Thread(agent_fn, name='agent')
     workers = [agent, portal.Process(bind(logger_role.run, make_logger, args), name='logger')]
     if not args.remote_replay:
-        workers.append(portal.Process(
-            bind(replay_role.run, make_replay, make_stream, args), name='replay'))
+        workers.append(
+            portal.Process(bind(replay_role.run, make_replay, make_stream, args), name='replay')
+        )
     if not args.remote_envs:
         workers += env_workers(make_env, args)
     supervise(workers, leader=agent)
@@ -70,7 +71,8 @@ def parallel_replay(make_replay, make_stream, args):
     """Run the replay role on its own until the agent role tells it to stop."""
     require_addresses(args, ('replay_addr', 'logger_addr'), 'parallel_replay')
     worker = portal.Process(
-        functools.partial(replay_role.run, make_replay, make_stream, args), name='replay')
+        functools.partial(replay_role.run, make_replay, make_stream, args), name='replay'
+    )
     supervise([worker], leader=None)
 
 
@@ -80,7 +82,8 @@ def combined_args(args):
     if actor_batch > args.envs:
         raise ValueError(
             f'run.actor_batch={actor_batch} exceeds run.envs={args.envs}: the actor would wait '
-            'forever for a full batch. Use at most run.envs, or -1 for envs // 2.')
+            'forever for a full batch. Use at most run.envs, or -1 for envs // 2.'
+        )
     updates = {'actor_batch': actor_batch}
     for key in ADDRESSES:
         if '{auto}' in args[key]:
@@ -95,7 +98,8 @@ def require_addresses(args, keys, script):
             raise ValueError(
                 f"run.{key} is '{args[key]}', but script {script} runs apart from the other "
                 f'roles and cannot guess their free port. Pass the address printed by the '
-                f'parallel run, e.g. --run.{key} host:port.')
+                f'parallel run, e.g. --run.{key} host:port.'
+            )
 
 
 def env_workers(make_env, args):
@@ -129,7 +133,8 @@ def supervise(workers, leader=None, grace=SHUTDOWN_GRACE, poll=0.1):
             kill(workers)
             raise RuntimeError(
                 f"'{name}' crashed with exit code {code}; see its output above for the error "
-                '(a negative code is the signal that killed it).')
+                '(a negative code is the signal that killed it).'
+            )
         if all(w.exitcode == 0 for w in workers):
             return
         if leader is not None and leader.exitcode == 0:

@@ -34,8 +34,10 @@ def run(make_agent, args):
         try:
             client.stop().result(timeout=remote.STOP_TIMEOUT)
         except TimeoutError:
-            print(f'The {name} role did not confirm its final save within '
-                  f'{remote.STOP_TIMEOUT} seconds.')
+            print(
+                f'The {name} role did not confirm its final save within '
+                f'{remote.STOP_TIMEOUT} seconds.'
+            )
         finally:
             client.close()
     return 0
@@ -52,7 +54,8 @@ def check_batcher(server):
     if code not in (None, 0):
         raise RuntimeError(
             f'The actor batcher process exited with code {code}; see its error above. If the '
-            'port of run.actor_addr was taken, pick a free one.')
+            'port of run.actor_addr was taken, pick a free one.'
+        )
 
 
 class Actor:
@@ -82,13 +85,21 @@ class Actor:
         self.logger = portal.Client(args.logger_addr, 'ActorLogger', maxinflight=8)
         server = portal.BatchServer(args.actor_addr, name='Actor', workers=args.actor_threads)
         server.bind(
-            'act', functools.partial(self.act, mode='train'), self.post,
-            batch=args.actor_batch, workers=args.actor_threads)
+            'act',
+            functools.partial(self.act, mode='train'),
+            self.post,
+            batch=args.actor_batch,
+            workers=args.actor_threads,
+        )
         if args.eval_envs > 0:
             # Eval envs act with mode='eval' (spec §14.28), so they get their own method.
             server.bind(
-                'act_eval', functools.partial(self.act, mode='eval'), self.post,
-                batch=min(args.actor_batch, args.eval_envs), workers=args.actor_threads)
+                'act_eval',
+                functools.partial(self.act, mode='eval'),
+                self.post,
+                batch=min(args.actor_batch, args.eval_envs),
+                workers=args.actor_threads,
+            )
         server.bind('stopping', self.stopping)
         server.start(block=False)
         should_log = clock.LocalClock(args.log_every)
@@ -201,8 +212,7 @@ class Learner:
             'report': remote.RemoteStream(clients['Report'], 'sample_batch_report', self.stop),
         }
         if args.eval_envs > 0:
-            sources['eval'] = remote.RemoteStream(
-                clients['Eval'], 'sample_batch_eval', self.stop)
+            sources['eval'] = remote.RemoteStream(clients['Eval'], 'sample_batch_eval', self.stop)
         self.sources = sources
         self.streams = {k: iter(agent.stream(v)) for k, v in sources.items()}
         self.clients = clients

@@ -26,7 +26,8 @@ class ReplayRole:
         self.limiter = limiters.SamplesPerInsert(
             args.train_ratio / args.batch_length,
             tolerance=4 * args.batch_size,
-            minsize=args.batch_size * self.replay_train.length)
+            minsize=args.batch_size * self.replay_train.length,
+        )
         self.stream_train = iter(make_stream(self.replay_train, 'train'))
         self.stream_report = iter(make_stream(self.replay_train, 'report'))
         self.stream_eval = iter(make_stream(self.replay_eval, 'eval'))
@@ -49,7 +50,8 @@ class ReplayRole:
             with elements.timer.section('insert_wait'):
                 duration = limiters.wait(
                     lambda: self.stopping.is_set() or self.limiter.want_insert(),
-                    'Replay insert waits for the learner to sample')
+                    'Replay insert waits for the learner to sample',
+                )
             self._count('insert', duration)
             self.replay_train.add(tran, int(env_id))
             with self.lock:
@@ -63,7 +65,8 @@ class ReplayRole:
             with elements.timer.section('sample_wait'):
                 duration = limiters.wait(
                     lambda: self.stopping.is_set() or self.limiter.want_sample(),
-                    'Replay sample waits for more inserts')
+                    'Replay sample waits for more inserts',
+                )
             self._count('sample', duration)
             if self.stopping.is_set():
                 return {}

@@ -45,8 +45,7 @@ def train_eval(make_agent, make_replay, make_env, make_stream, make_logger, args
             if loop.agree(loop.should_report(loop.step)):
                 evaluate()
                 if len(replay_train):
-                    loop.carry_report = loop.report(
-                        loop.stream_report, loop.carry_report, 'report')
+                    loop.carry_report = loop.report(loop.stream_report, loop.carry_report, 'report')
                 if len(replay_eval):
                     carry_eval = loop.report(stream_eval, carry_eval, 'eval')
             loop.act()
@@ -63,4 +62,5 @@ def train_eval(make_agent, make_replay, make_env, make_stream, make_logger, args
             driver_eval.close()
     print(
         f'Finished training at step {int(loop.step)}: {loop.episodes.summary()}; '
-        f'evaluation: {stats_eval.summary()}.')
+        f'evaluation: {stats_eval.summary()}.'
+    )

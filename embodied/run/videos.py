@@ -24,7 +24,8 @@ def write_mp4(path, frames, fps):
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] not in (1, 3):
         raise ValueError(
             f'Video frames must be uint8 of shape (T, H, W, 1 or 3), got {frames.dtype} '
-            f'{frames.shape}.')
+            f'{frames.shape}.'
+        )
     if frames.shape[-1] == 1:
         frames = np.repeat(frames, 3, -1)
     # The yuv420p pixel format needs even sizes, so pad odd sizes by one row or column.

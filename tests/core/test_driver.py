@@ -45,8 +45,8 @@ class OnesPolicy:
         self.seen_keys.append(sorted(obs))
         batch = len(obs['is_first'])
         acts = {
-                'act_disc': np.ones(batch, np.int32),
-                'act_cont': np.full((batch, 6), 0.5, np.float32),
+            'act_disc': np.ones(batch, np.int32),
+            'act_cont': np.full((batch, 6), 0.5, np.float32),
         }
         outs = {'out/calls': np.full(batch, carry['calls'], np.int32)}
         return {**carry, 'calls': carry['calls'] + 1}, acts, outs
@@ -207,7 +207,8 @@ class CrashingEnv(Dummy):
 
 def test_serial_error_names_env_index():
     driver = embodied.Driver(
-            [make_env, functools.partial(make_env, cls=CrashingEnv)], parallel=False)
+        [make_env, functools.partial(make_env, cls=CrashingEnv)], parallel=False
+    )
     driver.reset(OnesPolicy().init)
     with pytest.raises(ValueError, match='boom-4711') as info:
         driver(OnesPolicy(), steps=10)
@@ -217,7 +218,8 @@ def test_serial_error_names_env_index():
 
 def test_crashing_worker_raises_with_index_and_traceback():
     driver = embodied.Driver(
-            [make_env, functools.partial(make_env, cls=CrashingEnv)], parallel=True)
+        [make_env, functools.partial(make_env, cls=CrashingEnv)], parallel=True
+    )
     driver.reset(OnesPolicy().init)
     start = time.time()
     with pytest.raises(WorkerError) as info:

@@ -11,20 +11,24 @@ pytestmark = pytest.mark.pinned
 
 
 def action(env, reset=False):
-    return {
-            'act_disc': np.int32(2), 'act_cont': np.zeros(6, np.float32),
-            'reset': np.bool_(reset)}
+    return {'act_disc': np.int32(2), 'act_cont': np.zeros(6, np.float32), 'reset': np.bool_(reset)}
 
 
 def test_spaces():
     env = Dummy('anything')
     obs = env.obs_space
     expected = {
-            'image': (np.uint8, (64, 64, 3)), 'vector': (np.float32, (7,)),
-            'token': (np.int32, ()), 'count': (np.float32, ()),
-            'float2d': (np.float32, (4, 5)), 'int2d': (np.int32, (2, 3)),
-            'reward': (np.float32, ()), 'is_first': (bool, ()), 'is_last': (bool, ()),
-            'is_terminal': (bool, ())}
+        'image': (np.uint8, (64, 64, 3)),
+        'vector': (np.float32, (7,)),
+        'token': (np.int32, ()),
+        'count': (np.float32, ()),
+        'float2d': (np.float32, (4, 5)),
+        'int2d': (np.int32, (2, 3)),
+        'reward': (np.float32, ()),
+        'is_first': (bool, ()),
+        'is_last': (bool, ()),
+        'is_terminal': (bool, ()),
+    }
     assert {k: (v.dtype, v.shape) for k, v in obs.items()} == expected
     assert (obs['token'].low, obs['token'].high) == (0, 256)
     assert (obs['count'].low, obs['count'].high) == (0, 100)

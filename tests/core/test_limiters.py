@@ -84,8 +84,9 @@ def test_wait_returns_immediately_when_ready():
 
 def test_wait_blocks_until_predicate_and_notifies(capsys):
     calls = itertools.count()
-    duration = limiters.wait(lambda: next(calls) >= 8, 'Waiting for inserts', sleep=0.01,
-                             notify=0.02)
+    duration = limiters.wait(
+        lambda: next(calls) >= 8, 'Waiting for inserts', sleep=0.01, notify=0.02
+    )
     assert next(calls) == 9  # the predicate was polled until it held
     assert 0.05 < duration < 2
     out = capsys.readouterr().out

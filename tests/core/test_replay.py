@@ -82,10 +82,19 @@ def test_exported_names():
     assert embodied.selectors.Uniform is selectors.Uniform
 
 
-@pytest.mark.parametrize('length,workers,capacity,chunksize', [
-    (1, 1, 1, 1), (3, 1, 1, 2), (5, 2, 1, 3), (4, 1, 7, 1), (10, 3, 13, 4), (6, 2, 50, 128),
-    (8, 2, None, 3), (2, 4, 9, 5),
-])
+@pytest.mark.parametrize(
+    'length,workers,capacity,chunksize',
+    [
+        (1, 1, 1, 1),
+        (3, 1, 1, 2),
+        (5, 2, 1, 3),
+        (4, 1, 7, 1),
+        (10, 3, 13, 4),
+        (6, 2, 50, 128),
+        (8, 2, None, 3),
+        (2, 4, 9, 5),
+    ],
+)
 def test_capacity_and_contiguous_items(length, workers, capacity, chunksize):
     replay = Replay(length, capacity, chunksize=chunksize, selector=Cycle())
     steps = 30
@@ -97,7 +106,7 @@ def test_capacity_and_contiguous_items(length, workers, capacity, chunksize):
     x = all_items(replay)['x']
     assert_contiguous(x, length)
     inserted = [w * WORKER + i for i in range(steps - length + 1) for w in range(workers)]
-    assert sorted(x[:, 0].tolist()) == sorted(inserted[-len(replay):])
+    assert sorted(x[:, 0].tolist()) == sorted(inserted[-len(replay) :])
     # Evicted chunks are deleted: what is held is bounded by the live items.
     stats = replay.stats()
     held = len(replay) + workers * (length + 2 * chunksize)
@@ -130,11 +139,17 @@ def test_episode_annotations():
     # Rows start at steps 0, 1 and 2.
     assert data['is_first'][:, 0].all()
     assert data['is_first'].tolist() == [
-        [True, False, False, True], [True, False, True, False], [True, True, False, False]]
+        [True, False, False, True],
+        [True, False, True, False],
+        [True, True, False, False],
+    ]
     assert data['is_last'].tolist() == [
-        [False, False, True, False], [False, True, False, False], [True, False, False, False]]
+        [False, False, True, False],
+        [False, True, False, False],
+        [True, False, False, False],
+    ]
     chunk = replay.chunks[replay.items[0][0]]
-    assert not chunk.data['is_last'][:chunk.length].any()  # storage untouched
+    assert not chunk.data['is_last'][: chunk.length].any()  # storage untouched
 
 
 def test_uniform_covers_every_item():
@@ -232,13 +247,13 @@ def test_update_routes_priorities_and_skips_evicted():
     data = replay.sample(2)
     priority = np.arange(6, dtype=np.float32).reshape(2, 3)
     replay.update({'stepid': data['stepid'], 'priority': priority})
-    (stepids, priorities), = replay.selector.calls
+    ((stepids, priorities),) = replay.selector.calls
     assert stepids.shape == (6, 20) and priorities.tolist() == list(range(6))
     np.testing.assert_array_equal(stepids, data['stepid'].reshape(6, 20))
     old = replay.sample(1)['stepid']
     fill(replay, 20, offset=6)  # evicts everything sampled so far
     replay.update({'stepid': old, 'x': np.full((1, 3), -5)})
-    values = [c.data['x'][:c.length] for c in replay.chunks.values() if c.length]
+    values = [c.data['x'][: c.length] for c in replay.chunks.values() if c.length]
     assert values and all((v >= 0).all() for v in values)
 
 
@@ -250,16 +265,24 @@ def test_update_with_unknown_key_raises():
         replay.update({'stepid': data['stepid'], 'nonexistent': np.zeros((1, 2))})
 
 
-@pytest.mark.parametrize('fractions', [
-    {'uniform': 0.5, 'priority': 0.3, 'recency': 0.2}, {'uniform': 0.0, 'priority': 1.0,
-                                                        'recency': 0.0}])
+@pytest.mark.parametrize(
+    'fractions',
+    [
+        {'uniform': 0.5, 'priority': 0.3, 'recency': 0.2},
+        {'uniform': 0.0, 'priority': 1.0, 'recency': 0.0},
+    ],
+)
 def test_mixture_end_to_end(fractions):
     capacity = 64
-    selector = selectors.Mixture({
-        'uniform': selectors.Uniform(0),
-        'priority': selectors.Prioritized(0.8, 'inf', True, 0.5, seed=0),
-        'recency': selectors.Recency(1 / np.arange(1, capacity + 1) ** 1.0, seed=0),
-    }, fractions, seed=0)
+    selector = selectors.Mixture(
+        {
+            'uniform': selectors.Uniform(0),
+            'priority': selectors.Prioritized(0.8, 'inf', True, 0.5, seed=0),
+            'recency': selectors.Recency(1 / np.arange(1, capacity + 1) ** 1.0, seed=0),
+        },
+        fractions,
+        seed=0,
+    )
     replay = Replay(5, capacity, chunksize=4, selector=selector)
     fill(replay, 40, workers=2)
     for _ in range(5):
@@ -318,7 +341,7 @@ def test_ram_matches_array_bytes():
     # Empty current chunks hold no arrays; every other chunk is allocated in full.
     allocated = sum(1 for c in replay.chunks.values() if c.length)
     assert allocated == 8
-    assert replay.stats()['ram_gb'] * 2 ** 30 == allocated * chunksize * stepbytes
+    assert replay.stats()['ram_gb'] * 2**30 == allocated * chunksize * stepbytes
 
 
 def test_python_overhead_per_item_is_small():
@@ -393,8 +416,9 @@ def test_sampling_is_thread_safe():
 def saved(tmp_path):
     """A replay with several workers and chunks shorter than the items, saved to disk."""
     directory = tmp_path / 'replay'
-    replay = Replay(7, capacity=200, directory=directory, chunksize=3, save_wait=True,
-                    selector=Cycle())
+    replay = Replay(
+        7, capacity=200, directory=directory, chunksize=3, save_wait=True, selector=Cycle()
+    )
     fill(replay, 25, workers=3)
     assert replay.save() is None
     return replay, directory
@@ -503,7 +527,7 @@ def test_loading_successors_later_keeps_chains_alive(saved, tmp_path):
     newer = tmp_path / 'newer'
     newer.mkdir()
     names = sorted(os.listdir(directory))
-    for name in names[len(names) // 2:]:
+    for name in names[len(names) // 2 :]:
         os.rename(directory / name, newer / name)
     loaded = Replay(7, capacity=60, directory=directory, chunksize=3, selector=Cycle())
     loaded.load()  # older chunks whose successors are missing
@@ -546,8 +570,9 @@ def test_failed_save_leaves_no_file(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize('length,chunksize,capacity', itertools.product([1, 4], [1, 3], [2, 50]))
 def test_save_load_small_configs(tmp_path, length, chunksize, capacity):
-    replay = Replay(length, capacity, directory=tmp_path, chunksize=chunksize, save_wait=True,
-                    selector=Cycle())
+    replay = Replay(
+        length, capacity, directory=tmp_path, chunksize=chunksize, save_wait=True, selector=Cycle()
+    )
     fill(replay, 9, workers=2)
     replay.save()
     loaded = Replay(length, capacity, directory=tmp_path, chunksize=chunksize, selector=Cycle())

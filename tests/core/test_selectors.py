@@ -235,10 +235,15 @@ def test_mixture_fractions_len_and_prioritize():
     newest = np.zeros(64)
     newest[0] = 1.0
     sel = selectors.Mixture(
-        {'fifo': selectors.Fifo(), 'newest': selectors.Recency(newest, seed=0),
-         'prio': selectors.Prioritized(initial=1.0, seed=0),
-         'unused': selectors.Uniform(0)},
-        {'fifo': 0.3, 'newest': 0.5, 'prio': 0.2, 'unused': 0.0}, seed=0)
+        {
+            'fifo': selectors.Fifo(),
+            'newest': selectors.Recency(newest, seed=0),
+            'prio': selectors.Prioritized(initial=1.0, seed=0),
+            'unused': selectors.Uniform(0),
+        },
+        {'fifo': 0.3, 'newest': 0.5, 'prio': 0.2, 'unused': 0.0},
+        seed=0,
+    )
     assert len(sel) == 0 and len(sel.selectors) == 3  # zero-fraction selector dropped
     for key in range(5):
         sel[key] = steps(key)

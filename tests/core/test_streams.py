@@ -118,6 +118,7 @@ def test_prefetch_applies_transform_and_fetches_ahead():
 def test_prefetch_reraises_errors_in_consumer():
     def failing():
         raise KeyError('replay is empty')
+
     st = streams.Prefetch(streams.Stateless(failing))
     with pytest.raises(KeyError, match='replay is empty'):
         next(st)

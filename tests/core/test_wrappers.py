@@ -12,10 +12,10 @@ from embodied.envs.dummy import Dummy
 pytestmark = pytest.mark.pinned
 
 BASE_OBS = {
-        'reward': elements.Space(np.float32),
-        'is_first': elements.Space(bool),
-        'is_last': elements.Space(bool),
-        'is_terminal': elements.Space(bool),
+    'reward': elements.Space(np.float32),
+    'is_first': elements.Space(bool),
+    'is_last': elements.Space(bool),
+    'is_terminal': elements.Space(bool),
 }
 
 
@@ -43,8 +43,11 @@ class ScriptedEnv(embodied.Env):
 
 def base_obs(reward=0.0, first=False, last=False):
     return {
-            'reward': np.float32(reward), 'is_first': np.bool_(first),
-            'is_last': np.bool_(last), 'is_terminal': np.bool_(last)}
+        'reward': np.float32(reward),
+        'is_first': np.bool_(first),
+        'is_last': np.bool_(last),
+        'is_terminal': np.bool_(last),
+    }
 
 
 def act(reset=False, **kwargs):
@@ -54,7 +57,8 @@ def act(reset=False, **kwargs):
 def test_normalize_action_maps_finite_bounds_and_passes_infinite_through():
     space = elements.Space(np.float32, (3,), [0, -2, -np.inf], [10, 2, np.inf])
     inner = ScriptedEnv(
-            BASE_OBS, {'action': space, 'reset': elements.Space(bool)}, lambda i, a: base_obs())
+        BASE_OBS, {'action': space, 'reset': elements.Space(bool)}, lambda i, a: base_obs()
+    )
     env = wrappers.NormalizeAction(inner, 'action')
     exposed = env.act_space['action']
     assert exposed.dtype == np.float32 and exposed.shape == (3,)
@@ -70,38 +74,53 @@ def test_normalize_action_maps_finite_bounds_and_passes_infinite_through():
 
 def test_normalize_action_rejects_discrete_key():
     inner = ScriptedEnv(
-            BASE_OBS, {'a': elements.Space(np.int32, (), 0, 3), 'reset': elements.Space(bool)},
-            lambda i, a: base_obs())
+        BASE_OBS,
+        {'a': elements.Space(np.int32, (), 0, 3), 'reset': elements.Space(bool)},
+        lambda i, a: base_obs(),
+    )
     with pytest.raises(ValueError, match="'a'"):
         wrappers.NormalizeAction(inner, 'a')
 
 
 def test_unify_dtypes_converts_observations_and_actions_back():
     obs_space = {
-            **BASE_OBS,
-            'f64': elements.Space(np.float64, (2,)),
-            'i64': elements.Space(np.int64, ()),
-            'u16': elements.Space(np.uint16, (), 0, 100),
-            'img': elements.Space(np.uint8, (2, 2, 3)),
+        **BASE_OBS,
+        'f64': elements.Space(np.float64, (2,)),
+        'i64': elements.Space(np.int64, ()),
+        'u16': elements.Space(np.uint16, (), 0, 100),
+        'img': elements.Space(np.uint8, (2, 2, 3)),
     }
     act_space = {
-            'disc': elements.Space(np.int64, (), 0, 4),
-            'cont': elements.Space(np.float64, (2,), -1, 1),
-            'reset': elements.Space(bool),
+        'disc': elements.Space(np.int64, (), 0, 4),
+        'cont': elements.Space(np.float64, (2,), -1, 1),
+        'reset': elements.Space(bool),
     }
 
     def make_obs(i, action):
         return {
-                'reward': 1.5, 'is_first': True, 'is_last': False, 'is_terminal': False,
-                'f64': np.array([0.5, 1.5]), 'i64': np.int64(7), 'u16': np.uint16(9),
-                'img': np.zeros((2, 2, 3), np.uint8)}
+            'reward': 1.5,
+            'is_first': True,
+            'is_last': False,
+            'is_terminal': False,
+            'f64': np.array([0.5, 1.5]),
+            'i64': np.int64(7),
+            'u16': np.uint16(9),
+            'img': np.zeros((2, 2, 3), np.uint8),
+        }
 
     inner = ScriptedEnv(obs_space, act_space, make_obs)
     env = wrappers.UnifyDtypes(inner)
     dtypes = {k: v.dtype for k, v in env.obs_space.items()}
     assert dtypes == {
-            'reward': np.float32, 'is_first': bool, 'is_last': bool, 'is_terminal': bool,
-            'f64': np.float32, 'i64': np.int32, 'u16': np.int32, 'img': np.uint8}
+        'reward': np.float32,
+        'is_first': bool,
+        'is_last': bool,
+        'is_terminal': bool,
+        'f64': np.float32,
+        'i64': np.int32,
+        'u16': np.int32,
+        'img': np.uint8,
+    }
     assert env.act_space['disc'].dtype == np.int32
     assert env.act_space['cont'].dtype == np.float32
     assert env.act_space['reset'].dtype == bool
@@ -166,8 +185,11 @@ def test_check_spaces_names_action_key_and_value():
 
 def test_check_spaces_requires_disjoint_keys():
     space = {**BASE_OBS, 'x': elements.Space(np.float32)}
-    inner = ScriptedEnv(space, {'x': elements.Space(np.float32), 'reset': elements.Space(bool)},
-                        lambda i, a: base_obs())
+    inner = ScriptedEnv(
+        space,
+        {'x': elements.Space(np.float32), 'reset': elements.Space(bool)},
+        lambda i, a: base_obs(),
+    )
     with pytest.raises(ValueError, match=r"\['x'\]"):
         wrappers.CheckSpaces(inner)
 
@@ -175,7 +197,8 @@ def test_check_spaces_requires_disjoint_keys():
 def test_clip_action_clips_elementwise_and_keeps_dtype():
     space = elements.Space(np.float32, (3,), -1, 1)
     inner = ScriptedEnv(
-            BASE_OBS, {'a': space, 'reset': elements.Space(bool)}, lambda i, a: base_obs())
+        BASE_OBS, {'a': space, 'reset': elements.Space(bool)}, lambda i, a: base_obs()
+    )
     env = wrappers.ClipAction(inner, 'a')
     env.step(act(a=np.array([-3.0, 0.5, 2.0], np.float32)))
     np.testing.assert_array_equal(inner.actions[0]['a'], [-1.0, 0.5, 1.0])
@@ -222,11 +245,13 @@ def test_time_limit_without_reset_continues_the_episode():
 def test_discretize_action_maps_bins_to_linspace():
     space = elements.Space(np.float32, (2,), -1, 1)
     inner = ScriptedEnv(
-            BASE_OBS, {'a': space, 'reset': elements.Space(bool)}, lambda i, a: base_obs())
+        BASE_OBS, {'a': space, 'reset': elements.Space(bool)}, lambda i, a: base_obs()
+    )
     env = wrappers.DiscretizeAction(inner, 'a', bins=5)
     exposed = env.act_space['a']
-    assert exposed.dtype == np.int32 and exposed.shape == (2,) and exposed.classes.tolist() == [
-            5, 5]
+    assert (
+        exposed.dtype == np.int32 and exposed.shape == (2,) and exposed.classes.tolist() == [5, 5]
+    )
     env.step(act(a=np.array([0, 4], np.int32)))
     env.step(act(a=np.array([2, 3], np.int32)))
     np.testing.assert_allclose(inner.actions[0]['a'], [-1.0, 1.0])
@@ -238,18 +263,21 @@ def test_resize_image_nearest_neighbour():
     rows, cols = np.meshgrid(np.arange(4), np.arange(6), indexing='ij')
     image = np.stack([rows * 10 + cols] * 3, -1).astype(np.uint8)
     obs_space = {
-            **BASE_OBS,
-            'image': elements.Space(np.uint8, (4, 6, 3)),
-            'small': elements.Space(np.uint8, (2, 2)),
-            'same': elements.Space(np.uint8, (2, 3, 1)),
-            'vec': elements.Space(np.float32, (5,)),
+        **BASE_OBS,
+        'image': elements.Space(np.uint8, (4, 6, 3)),
+        'small': elements.Space(np.uint8, (2, 2)),
+        'same': elements.Space(np.uint8, (2, 3, 1)),
+        'vec': elements.Space(np.float32, (5,)),
     }
 
     def make_obs(i, action):
         return {
-                **base_obs(), 'image': image,
-                'small': np.array([[1, 2], [3, 4]], np.uint8),
-                'same': np.ones((2, 3, 1), np.uint8), 'vec': np.arange(5, dtype=np.float32)}
+            **base_obs(),
+            'image': image,
+            'small': np.array([[1, 2], [3, 4]], np.uint8),
+            'same': np.ones((2, 3, 1), np.uint8),
+            'vec': np.arange(5, dtype=np.float32),
+        }
 
     inner = ScriptedEnv(obs_space, {'reset': elements.Space(bool)}, make_obs)
     env = wrappers.ResizeImage(inner, (2, 3))
@@ -312,7 +340,8 @@ class Flaky(embodied.Env):
 def test_restart_on_exception_recreates_env_and_resets():
     Flaky.built = 0
     env = wrappers.RestartOnException(
-            lambda: Flaky(crash_at=1), ConnectionError, window=100, maxfails=1, wait=0)
+        lambda: Flaky(crash_at=1), ConnectionError, window=100, maxfails=1, wait=0
+    )
     assert not env.step(act())['is_first']
     first = env.env
     obs = env.step(act())  # crashes; a fresh env answers with its reset observation
@@ -324,7 +353,8 @@ def test_restart_on_exception_recreates_env_and_resets():
 
 def test_restart_on_exception_ignores_other_exceptions():
     env = wrappers.RestartOnException(
-            lambda: Flaky(crash_at=0, error=KeyError), ConnectionError, wait=0)
+        lambda: Flaky(crash_at=0, error=KeyError), ConnectionError, wait=0
+    )
     with pytest.raises(KeyError):
         env.step(act())
 
@@ -355,8 +385,10 @@ def test_wrap_env_clips_normalizes_and_checks():
 def test_check_spaces_accepts_strings_of_any_length():
     obs_space = {**BASE_OBS, 'text': elements.Space(str)}
     inner = ScriptedEnv(
-            obs_space, {'reset': elements.Space(bool)},
-            lambda i, a: {**base_obs(), 'text': 'hello' if i == 0 else 3})
+        obs_space,
+        {'reset': elements.Space(bool)},
+        lambda i, a: {**base_obs(), 'text': 'hello' if i == 0 else 3},
+    )
     env = wrappers.CheckSpaces(wrappers.UnifyDtypes(inner))
     assert env.step(act())['text'] == 'hello'
     with pytest.raises(ValueError, match="Observation key 'text'"):

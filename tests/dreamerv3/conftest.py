@@ -45,8 +45,16 @@ def load_config(*presets, **overrides):
         config = config.update(blocks[name])
     config = config.update(overrides)
     keys = (
-        'logdir', 'seed', 'jax', 'batch_size', 'batch_length', 'replay_context',
-        'report_length', 'replica', 'replicas')
+        'logdir',
+        'seed',
+        'jax',
+        'batch_size',
+        'batch_length',
+        'replay_context',
+        'report_length',
+        'replica',
+        'replicas',
+    )
     return elements.Config(**config.agent, **{k: config[k] for k in keys})
 
 

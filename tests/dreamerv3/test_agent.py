@@ -14,16 +14,20 @@ pytestmark = pytest.mark.usefixtures('float32')
 
 # Trainable parameters per top-level module with the dummy_disc spaces (64x64 images).
 PARAM_COUNTS = {
-    'debug': dict(
-        enc=6232, dyn=822, dec=9255, rew=189, con=153, pol=297, val=189),
-    'size1m': dict(
-        enc=42592, dyn=381120, dec=150151, rew=57663, con=41153, pol=50641, val=66111),
+    'debug': dict(enc=6232, dyn=822, dec=9255, rew=189, con=153, pol=297, val=189),
+    'size1m': dict(enc=42592, dyn=381120, dec=150151, rew=57663, con=41153, pol=50641, val=66111),
     'size12m': dict(
-        enc=431872, dyn=6046464, dec=2139127, rew=721407, con=656129, pol=792337,
-        val=853503),
+        enc=431872, dyn=6046464, dec=2139127, rew=721407, con=656129, pol=792337, val=853503
+    ),
     'size200m': dict(
-        enc=5911552, dyn=96537600, dec=33186871, rew=10749183, con=10488833,
-        pol=12606481, val=12850431),
+        enc=5911552,
+        dyn=96537600,
+        dec=33186871,
+        rew=10749183,
+        con=10488833,
+        pol=12606481,
+        val=12850431,
+    ),
 }
 MODULES = ('enc', 'dyn', 'dec', 'rew', 'con', 'pol', 'val')
 B, T = 3, 6
@@ -34,8 +38,9 @@ def batch_for(model, batch, length, seed=0):
     data = random_batch(spaces, batch, length, seed)
     data['consec'][:] = 0
     if 'dyn/stoch' in data:
-        index = np.random.default_rng(seed).integers(0, data['dyn/stoch'].shape[-1],
-                                                     data['dyn/stoch'].shape[:-1])
+        index = np.random.default_rng(seed).integers(
+            0, data['dyn/stoch'].shape[-1], data['dyn/stoch'].shape[:-1]
+        )
         data['dyn/stoch'] = np.eye(data['dyn/stoch'].shape[-1], dtype=np.float32)[index]
         data['dyn/deter'] = np.tanh(data['dyn/deter'])
     return data
@@ -65,9 +70,15 @@ def small():
     """Debug-size model on 16x16 images, initialised, with a fixed batch."""
     obs_space, act_space = dummy_spaces()
     obs_space['image'] = elements.Space(np.uint8, (16, 16, 3))
-    config = load_config('debug', **{
-        'agent.enc.simple.mults': (2, 4), 'agent.dec.simple.mults': (2, 4),
-        'agent.opt.warmup': 0, 'agent.opt.lr': 1e-3})
+    config = load_config(
+        'debug',
+        **{
+            'agent.enc.simple.mults': (2, 4),
+            'agent.dec.simple.mults': (2, 4),
+            'agent.opt.warmup': 0,
+            'agent.opt.lr': 1e-3,
+        },
+    )
     model = Model(obs_space, act_space, config)
     data = batch_for(model, B, T + config.replay_context)
     carry = model.init_train(B)
@@ -99,13 +110,43 @@ def test_train_lowers_world_model_loss(small, trained):
 def test_train_metrics(small, trained):
     model = small[0]
     metrics = trained[3][-1]
-    losses = {'dyn', 'rep', 'rew', 'con', 'policy', 'value', 'repval', 'image', 'vector',
-              'token', 'count', 'float2d', 'int2d'}
-    assert {k[len('loss/'):] for k in metrics if k.startswith('loss/')} == losses
+    losses = {
+        'dyn',
+        'rep',
+        'rew',
+        'con',
+        'policy',
+        'value',
+        'repval',
+        'image',
+        'vector',
+        'token',
+        'count',
+        'float2d',
+        'int2d',
+    }
+    assert {k[len('loss/') :] for k in metrics if k.startswith('loss/')} == losses
     expected = {
-        'dyn_ent', 'rep_ent', 'adv', 'adv_std', 'adv_mag', 'rew', 'con', 'ret', 'val', 'tar',
-        'weight', 'slowval', 'ret_min', 'ret_max', 'ret_rate', 'ent/act_disc', 'ent/act_cont',
-        'opt/loss', 'opt/grad_norm'}
+        'dyn_ent',
+        'rep_ent',
+        'adv',
+        'adv_std',
+        'adv_mag',
+        'rew',
+        'con',
+        'ret',
+        'val',
+        'tar',
+        'weight',
+        'slowval',
+        'ret_min',
+        'ret_max',
+        'ret_rate',
+        'ent/act_disc',
+        'ent/act_cont',
+        'opt/loss',
+        'opt/grad_norm',
+    }
     assert expected <= set(metrics)
     assert all(np.isfinite(v).all() for v in metrics.values())
     # Randomness of both action heads, including the continuous one (spec §14.10).
@@ -171,8 +212,12 @@ def test_replay_context_selects_rows_by_consec(small):
     data = {k: v.copy() for k, v in data.items()}
     data['consec'][:, :] = np.array([[0], [1], [2]])
     carry = model.init_train(B)
-    carry = (carry[0], {'deter': jnp.full((B, 8), 0.5), 'stoch': carry[1]['stoch']}, carry[2],
-             {k: jnp.ones_like(v) for k, v in carry[3].items()})
+    carry = (
+        carry[0],
+        {'deter': jnp.full((B, 8), 0.5), 'stoch': carry[1]['stoch']},
+        carry[2],
+        {k: jnp.ones_like(v) for k, v in carry[3].items()},
+    )
     fn = nj.pure(model._apply_replay_context)
     _, (start, obs, prevact, stepid) = fn(state, carry, data)
     deter = np.asarray(start[1]['deter'])
@@ -182,7 +227,7 @@ def test_replay_context_selects_rows_by_consec(small):
     assert obs['image'].shape == (B, T, 16, 16, 3)
     np.testing.assert_array_equal(stepid, data['stepid'][:, C:])
     for key in model.act_space:
-        np.testing.assert_array_equal(prevact[key], data[key][:, C - 1:-1])
+        np.testing.assert_array_equal(prevact[key], data[key][:, C - 1 : -1])
 
 
 def test_without_replay_context_prepends_carried_action():
@@ -205,9 +250,11 @@ def abstract_state(model, fn, *args):
     Tracing `train` also traces the backward pass, where the layers assert that gradients
     arrive in the compute dtype, so bfloat16 traces catch dtype slips without a compile.
     """
+
     def run(*args):
         state = nj.init(model.train)({}, *args[:2], seed=0)
         return nj.pure(fn)(state, *args[2:], seed=1)
+
     return jax.eval_shape(run, *args)
 
 
@@ -220,17 +267,33 @@ def traced_model(**overrides):
     return model, model.init_train(2), data
 
 
-@pytest.mark.parametrize('overrides', [
-    {},
-    {'agent.repval_loss': False, 'agent.imag_last': 2, 'agent.contdisc': False},
-    {'agent.ac_grads': True, 'agent.reward_grad': False, 'agent.repval_grad': False,
-     'agent.imag_loss.slowtar': True, 'agent.valnorm.impl': 'meanstd',
-     'agent.advnorm.impl': 'perc'},
-    {'agent.enc.simple.strided': True, 'agent.dec.simple.strided': True,
-     'agent.dec.simple.bspace': 0, 'replay_context': 0},
-    {'agent.enc.simple.outer': True, 'agent.dec.simple.outer': True,
-     'agent.enc.simple.mults': (2, 4, 4), 'agent.dec.simple.mults': (2, 4, 4)},
-])
+@pytest.mark.parametrize(
+    'overrides',
+    [
+        {},
+        {'agent.repval_loss': False, 'agent.imag_last': 2, 'agent.contdisc': False},
+        {
+            'agent.ac_grads': True,
+            'agent.reward_grad': False,
+            'agent.repval_grad': False,
+            'agent.imag_loss.slowtar': True,
+            'agent.valnorm.impl': 'meanstd',
+            'agent.advnorm.impl': 'perc',
+        },
+        {
+            'agent.enc.simple.strided': True,
+            'agent.dec.simple.strided': True,
+            'agent.dec.simple.bspace': 0,
+            'replay_context': 0,
+        },
+        {
+            'agent.enc.simple.outer': True,
+            'agent.dec.simple.outer': True,
+            'agent.enc.simple.mults': (2, 4, 4),
+            'agent.dec.simple.mults': (2, 4, 4),
+        },
+    ],
+)
 def test_config_variants_trace_in_bfloat16(overrides):
     with compute_dtype(jnp.bfloat16):
         model, carry, data = traced_model(**overrides)
@@ -257,11 +320,13 @@ def test_report_and_policy_trace_in_bfloat16():
             return metrics, model.policy(pcarry, obs, mode='eval')
 
         _, (metrics, (new, act, outs)) = abstract_state(
-            model, both, carry, data, carry, data, pcarry, obs)
+            model, both, carry, data, carry, data, pcarry, obs
+        )
     # One gradient norm per loss term (computed with one forward and a backward per term).
     assert {f'gradnorm/{k}' for k in model.scales} <= set(metrics)
     assert all(metrics[f'gradnorm/{k}'].shape == () for k in model.scales)
     assert metrics['openloop/image'].shape == (4 + 10, 52, 40, 3)
     assert jax.tree.map(lambda x: (x.shape, x.dtype), new) == jax.tree.map(
-        lambda x: (x.shape, x.dtype), jax.eval_shape(lambda: pcarry))
+        lambda x: (x.shape, x.dtype), jax.eval_shape(lambda: pcarry)
+    )
     assert act['act_disc'].dtype == jnp.int32 and outs['dyn/deter'].dtype == jnp.float32

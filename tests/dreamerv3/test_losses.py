@@ -87,9 +87,9 @@ def test_openloop_video_layout():
     pred = np.full((B, T, H, W, C), 200 / 255, np.float32)
     video = np.asarray(openloop_video(jnp.asarray(true), jnp.asarray(pred)))
     assert video.shape == (T + 10, 3 * H + 4, B * (W + 4), C) and video.dtype == np.uint8
-    inner = video[0, 2:-2, 2:W + 2]
-    assert (inner[:H] == 100).all() and (inner[H:2 * H] == 200).all()
-    assert (inner[2 * H:] == (200 - 100 + 255) // 2).all()
+    inner = video[0, 2:-2, 2 : W + 2]
+    assert (inner[:H] == 100).all() and (inner[H : 2 * H] == 200).all()
+    assert (inner[2 * H :] == (200 - 100 + 255) // 2).all()
     assert video[0, 0, 0].tolist() == [0, 255, 0]  # observed half: green frame
     assert video[T - 1, 0, 0].tolist() == [255, 0, 0]  # open-loop half: red frame
     assert (video[T:] == 0).all()  # ten black frames

@@ -34,7 +34,8 @@ def random_carry(rng, batch, cfg):
 def random_actions(rng, shape, scale):
     return {
         'act_disc': jnp.asarray(rng.integers(0, 5, shape), jnp.int32),
-        'act_cont': jnp.asarray(rng.normal(0, scale, (*shape, 6)), jnp.float32)}
+        'act_cont': jnp.asarray(rng.normal(0, scale, (*shape, 6)), jnp.float32),
+    }
 
 
 def test_block_gru_keeps_deter_bounded(config, act_space):
@@ -103,7 +104,8 @@ def test_observe_loss_shapes_and_free_nats(config, act_space):
 
     state = nj.init(fn)({}, tokens, actions, reset, seed=0)
     _, (carry, entries, losses, feat, metrics) = jax.jit(nj.pure(fn))(
-        state, tokens, actions, reset, seed=1)
+        state, tokens, actions, reset, seed=1
+    )
     assert entries['deter'].shape == (B, T, cfg.deter)
     assert feat['logit'].shape == (B, T, cfg.stoch, cfg.classes)
     np.testing.assert_array_equal(carry['deter'], entries['deter'][:, -1])
@@ -138,19 +140,21 @@ def test_encoder_masks_missing_values_and_orders_keys(config):
     np.testing.assert_allclose(tokens, expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize('size,mults,ok', [
-    ((16, 16), (2, 4), True),  # 16 -> 8 -> 4
-    ((96, 96), (2, 3, 4, 4), True),  # 96 -> 6
-    ((16, 16), (1, 1, 1, 1), False),  # 16 -> 1: too small
-    ((12, 12), (1, 1, 1), False),  # 12 -> 6 -> 3 -> odd map cannot be pooled
-])
+@pytest.mark.parametrize(
+    'size,mults,ok',
+    [
+        ((16, 16), (2, 4), True),  # 16 -> 8 -> 4
+        ((96, 96), (2, 3, 4, 4), True),  # 96 -> 6
+        ((16, 16), (1, 1, 1, 1), False),  # 16 -> 1: too small
+        ((12, 12), (1, 1, 1), False),  # 12 -> 6 -> 3 -> odd map cannot be pooled
+    ],
+)
 def test_encoder_checks_final_map_size(config, size, mults, ok):
     kw = {**config.enc.simple, 'mults': mults}
     space = {'image': S(np.uint8, (*size, 3))}
     enc = rssm.Encoder(space, **kw, name='enc')
     obs = {'image': jax.ShapeDtypeStruct((1, 1, *size, 3), jnp.uint8)}
-    fn = lambda obs: nj.init(lambda obs: enc({}, obs, jnp.zeros((1, 1), bool))[2])(
-        {}, obs, seed=0)
+    fn = lambda obs: nj.init(lambda obs: enc({}, obs, jnp.zeros((1, 1), bool))[2])({}, obs, seed=0)
     if ok:
         jax.eval_shape(fn, obs)
     else:
@@ -169,8 +173,10 @@ def test_decoder_without_spatial_blocks_uses_layer_kwargs(config):
     B, T = 2, 3
     feat = {
         'deter': jnp.asarray(rng.uniform(-1, 1, (B, T, cfg.deter)), jnp.float32),
-        'stoch': jnp.asarray(np.eye(cfg.classes)[rng.integers(0, 4, (B, T, cfg.stoch))],
-                             jnp.float32)}
+        'stoch': jnp.asarray(
+            np.eye(cfg.classes)[rng.integers(0, 4, (B, T, cfg.stoch))], jnp.float32
+        ),
+    }
     reset = jnp.zeros((B, T), bool)
     target = jnp.asarray(rng.uniform(0, 1, (B, T, 16, 16, 3)), jnp.float32)
     fn = lambda feat: dec({}, feat, reset)[2]['image'].loss(target)
@@ -190,13 +196,17 @@ def test_decoder_outputs_per_key(config):
     cfg = config.dyn.rssm
     kw = {**config.dec.simple, 'mults': (2, 4)}
     space = {
-        'image': S(np.uint8, (16, 16, 3)), 'depth': S(np.uint8, (16, 16, 1)),
-        'int2d': S(np.int32, (2, 3), 0, 4), 'vector': S(np.float32, (7,))}
+        'image': S(np.uint8, (16, 16, 3)),
+        'depth': S(np.uint8, (16, 16, 1)),
+        'int2d': S(np.int32, (2, 3), 0, 4),
+        'vector': S(np.float32, (7,)),
+    }
     dec = rssm.Decoder(space, **kw, name='dec')
     B, T = 2, 3
     feat = {
         'deter': jnp.zeros((B, T, cfg.deter)),
-        'stoch': jnp.zeros((B, T, cfg.stoch, cfg.classes)).at[..., 0].set(1.0)}
+        'stoch': jnp.zeros((B, T, cfg.stoch, cfg.classes)).at[..., 0].set(1.0),
+    }
     reset = jnp.zeros((B, T), bool)
     fn = lambda feat: {k: v.pred() for k, v in dec({}, feat, reset)[2].items()}
     state = nj.init(fn)({}, feat, seed=0)

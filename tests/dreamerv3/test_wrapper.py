@@ -8,8 +8,12 @@ from conftest import dummy_spaces, load_config, random_batch, read_flag
 from embodied.jax import nets
 
 FLAGS = (
-    'jax_disable_most_optimizations', 'jax_disable_jit', 'jax_transfer_guard',
-    'jax_debug_nans', 'jax_enable_compilation_cache')
+    'jax_disable_most_optimizations',
+    'jax_disable_jit',
+    'jax_transfer_guard',
+    'jax_debug_nans',
+    'jax_enable_compilation_cache',
+)
 B, T = 2, 4
 
 
@@ -18,13 +22,21 @@ def agent(tmp_path_factory):
     """Debug-preset agent without images, in float32 (fastest to compile; test_agent covers
     images and bfloat16); restores the global JAX settings that the agent's setup() changes."""
     from dreamerv3.agent import Agent
+
     previous = nets.COMPUTE_DTYPE, {k: read_flag(k) for k in FLAGS}
     obs_space, act_space = dummy_spaces()
     del obs_space['image']
-    config = load_config('debug', **{
-        'logdir': str(tmp_path_factory.mktemp('logdir')),
-        'batch_size': B, 'batch_length': T, 'report_length': T,
-        'jax.compilation_cache': False, 'jax.compute_dtype': 'float32'})
+    config = load_config(
+        'debug',
+        **{
+            'logdir': str(tmp_path_factory.mktemp('logdir')),
+            'batch_size': B,
+            'batch_length': T,
+            'report_length': T,
+            'jax.compilation_cache': False,
+            'jax.compute_dtype': 'float32',
+        },
+    )
     yield Agent(obs_space, act_space, config)
     nets.COMPUTE_DTYPE = previous[0]
     for key, value in previous[1].items():
@@ -66,9 +78,11 @@ def test_policy_train_report_save_load(agent):
     assert saved['counters']['updates'] == 2
     assert set(saved['params']) == set(agent.params)
     assert {'dyn/dyngru/kernel', 'enc/mlp0/kernel', 'slowval/mlp/linear0/kernel'} <= set(
-        saved['params'])
+        saved['params']
+    )
     agent.load(saved)
-    np.testing.assert_array_equal(agent.save()['params']['dyn/dyngru/kernel'],
-                                  saved['params']['dyn/dyngru/kernel'])
+    np.testing.assert_array_equal(
+        agent.save()['params']['dyn/dyngru/kernel'], saved['params']['dyn/dyngru/kernel']
+    )
     carry, act, _ = agent.policy(agent.init_policy(B), obs)
     assert ((act['act_disc'] >= 0) & (act['act_disc'] < 5)).all()

@@ -8,15 +8,39 @@ import sys
 import pytest
 
 LOSSES = (
-    'dyn', 'rep', 'rew', 'con', 'policy', 'value', 'repval',
-    'image', 'vector', 'token', 'count', 'float2d', 'int2d')
+    'dyn',
+    'rep',
+    'rew',
+    'con',
+    'policy',
+    'value',
+    'repval',
+    'image',
+    'vector',
+    'token',
+    'count',
+    'float2d',
+    'int2d',
+)
 
 
 def main(logdir, *flags):
     cmd = [
-        sys.executable, '-m', 'dreamerv3.main', '--configs', 'debug',
-        '--jax.platform', 'cpu', '--logdir', str(logdir), '--jax.precompile', 'False',
-        '--run.envs', '2', *flags]
+        sys.executable,
+        '-m',
+        'dreamerv3.main',
+        '--configs',
+        'debug',
+        '--jax.platform',
+        'cpu',
+        '--logdir',
+        str(logdir),
+        '--jax.precompile',
+        'False',
+        '--run.envs',
+        '2',
+        *flags,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 

@@ -60,24 +60,24 @@ def test_game_over_is_terminal_and_last():
     assert ends, 'a FIRE-only policy loses all Breakout lives within 1000 steps'
     end = trajectory[ends[0]]
     assert end['is_terminal'] and env.ale.lives() == 0
-    assert not any(o['is_terminal'] for o in trajectory[:ends[0]])  # lives unused
+    assert not any(o['is_terminal'] for o in trajectory[: ends[0]])  # lives unused
 
 
 def test_lives_discount_marks_terminal_without_ending():
     env = Atari(
-        'breakout', size=(64, 64), actions='needed', lives='discount', sticky=False, noops=0,
-        seed=0)
+        'breakout', size=(64, 64), actions='needed', lives='discount', sticky=False, noops=0, seed=0
+    )
     trajectory = play(env, [FIRE] * 1000, until_last=True)
     end = next(i for i, o in enumerate(trajectory) if o['is_last'])
-    terminals = [i for i, o in enumerate(trajectory[:end + 1]) if o['is_terminal']]
+    terminals = [i for i, o in enumerate(trajectory[: end + 1]) if o['is_terminal']]
     assert len(terminals) == 5  # four lost lives plus the game over
     assert not any(trajectory[i]['is_last'] for i in terminals[:-1])
 
 
 def test_lives_reset_ends_the_episode_on_a_lost_life():
     env = Atari(
-        'breakout', size=(64, 64), actions='needed', lives='reset', sticky=False, noops=0,
-        seed=0)
+        'breakout', size=(64, 64), actions='needed', lives='reset', sticky=False, noops=0, seed=0
+    )
     trajectory = play(env, [FIRE] * 1000, until_last=True)
     end = next(o for o in trajectory if o['is_last'])
     assert end['is_terminal'] and env.ale.lives() == 4

@@ -56,7 +56,7 @@ def test_stats_file(episodes):
     stats = [json.loads(line) for line in lines]
     assert [s['episode'] for s in stats] == [1, 2]
     assert all(s['length'] == LENGTH for s in stats)
-    reward = sum(float(o['reward']) for o in trajectory[1:LENGTH + 1])
+    reward = sum(float(o['reward']) for o in trajectory[1 : LENGTH + 1])
     assert stats[0]['reward'] == pytest.approx(round(reward, 1), abs=1e-6)
     achievements = {k for k in stats[0] if k.startswith('achievement_')}
     assert len(achievements) == 22

@@ -29,7 +29,14 @@ def test_proprio_spaces_without_rendering(dmc, rollout):
     inner = dmc('walker_walk', image=False, seed=0)
     forbid_rendering(inner)
     assert set(inner.obs_space) == {
-        'reward', 'is_first', 'is_last', 'is_terminal', 'orientations', 'height', 'velocity'}
+        'reward',
+        'is_first',
+        'is_last',
+        'is_terminal',
+        'orientations',
+        'height',
+        'velocity',
+    }
     assert inner.obs_space['orientations'].shape == (14,)
     assert inner.act_space['action'].shape == (6,)
     env = embodied.wrap_env(inner)

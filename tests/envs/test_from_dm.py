@@ -45,8 +45,7 @@ class Counter(dm_env.Environment):
         if self.t < self.length:
             return dm_env.transition(1.0, self._obs())
         if self.episode % 2:
-            return dm_env.TimeStep(
-                dm_env.StepType.LAST, 2.0, self.final_discount, self._obs())
+            return dm_env.TimeStep(dm_env.StepType.LAST, 2.0, self.final_discount, self._obs())
         return dm_env.truncation(2.0, self._obs())
 
     def _obs(self):
@@ -65,7 +64,14 @@ def act(action=0, reset=False):
 def test_spaces_renames_and_drops():
     env = FromDM(Counter())
     assert set(env.obs_space) == {
-        'reward', 'is_first', 'is_last', 'is_terminal', 'count', 'obs_reward', 'a_b'}
+        'reward',
+        'is_first',
+        'is_last',
+        'is_terminal',
+        'count',
+        'obs_reward',
+        'a_b',
+    }
     np.testing.assert_array_equal(env.obs_space['a_b'].high, [1.0, 1.0])
     assert env.obs_space['count'].dtype == np.float64
     assert set(env.act_space) == {'action', 'reset'}

@@ -73,14 +73,18 @@ def test_seed_makes_resets_reproducible():
 class DictEnv(gym.Env):
     """Nested dict observations, dict actions and a Discrete space with an offset."""
 
-    observation_space = gym.spaces.Dict({
-        'pos': gym.spaces.Box(-1, 1, (2,), np.float64),
-        'inner': gym.spaces.Dict({'count': gym.spaces.Discrete(5, start=1)}),
-    })
-    action_space = gym.spaces.Dict({
-        'move': gym.spaces.Discrete(3, start=-1),
-        'arm': gym.spaces.Box(-2, 2, (2,), np.float32),
-    })
+    observation_space = gym.spaces.Dict(
+        {
+            'pos': gym.spaces.Box(-1, 1, (2,), np.float64),
+            'inner': gym.spaces.Dict({'count': gym.spaces.Discrete(5, start=1)}),
+        }
+    )
+    action_space = gym.spaces.Dict(
+        {
+            'move': gym.spaces.Discrete(3, start=-1),
+            'arm': gym.spaces.Box(-2, 2, (2,), np.float32),
+        }
+    )
 
     def __init__(self):
         self.count = 1
@@ -103,7 +107,13 @@ def test_dict_spaces_are_flattened_and_actions_unflattened():
     inner = DictEnv()
     env = FromGym(inner)
     assert set(env.obs_space) == {
-        'pos', 'inner/count', 'reward', 'is_first', 'is_last', 'is_terminal'}
+        'pos',
+        'inner/count',
+        'reward',
+        'is_first',
+        'is_last',
+        'is_terminal',
+    }
     assert env.obs_space['inner/count'].classes == 5
     assert set(env.act_space) == {'move', 'arm', 'reset'}
     assert env.act_space['move'].classes == 3
@@ -144,12 +154,15 @@ class OldApiEnv:
         return np.full((4, 4, 3), self.t, np.uint8), 0.5, done, info
 
 
-@pytest.mark.parametrize('info, terminal', [
-    ({}, True),
-    ({'TimeLimit.truncated': True}, False),
-    ({'is_terminal': False}, False),
-    ({'is_terminal': True, 'TimeLimit.truncated': True}, True),
-])
+@pytest.mark.parametrize(
+    'info, terminal',
+    [
+        ({}, True),
+        ({'TimeLimit.truncated': True}, False),
+        ({'is_terminal': False}, False),
+        ({'is_terminal': True, 'TimeLimit.truncated': True}, True),
+    ],
+)
 def test_old_gym_api(info, terminal):
     inner = OldApiEnv([{}, {}, info])
     env = FromGym(inner, seed=11)

@@ -44,6 +44,7 @@ def test_make_env_from_presets(tmp_path, argv, image, classes):
 def test_crafter_use_logdir_writes_into_the_env_folder(tmp_path):
     config, _ = configlib.parse(
         ['--configs', 'crafter', '--env.crafter.use_logdir', 'True', '--logdir', str(tmp_path)],
-        environ={})
+        environ={},
+    )
     main.make_env(config, 3)
     assert (tmp_path / 'env3').is_dir()

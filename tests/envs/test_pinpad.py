@@ -23,7 +23,7 @@ def start(task='three', player=None, **kwargs):
 
 def cell(image, x, y):
     """The colour of grid cell (x, y) in the 64x64 image (4x4 pixels per cell)."""
-    block = image[4 * y: 4 * y + 4, 4 * x: 4 * x + 4]
+    block = image[4 * y : 4 * y + 4, 4 * x : 4 * x + 4]
     assert (block == block[0, 0]).all()
     return tuple(int(c) for c in block[0, 0])
 
@@ -36,9 +36,17 @@ def test_spaces():
     assert env.act_space['action'].classes == 5
 
 
-@pytest.mark.parametrize('task, pads', [
-    ('three', '123'), ('four', '1234'), ('five', '12345'), ('six', '123456'),
-    ('seven', '1234567'), ('eight', '12345678')])
+@pytest.mark.parametrize(
+    'task, pads',
+    [
+        ('three', '123'),
+        ('four', '1234'),
+        ('five', '12345'),
+        ('six', '123456'),
+        ('seven', '1234567'),
+        ('eight', '12345678'),
+    ],
+)
 def test_layouts_and_targets(task, pads):
     env = PinPad(task)
     assert env.layout.shape == (16, 14)

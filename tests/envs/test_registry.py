@@ -11,8 +11,21 @@ from embodied.envs import registry
 
 def test_every_suite_has_modules_and_extras():
     expected = {
-        'dummy', 'gym', 'dm', 'crafter', 'dmc', 'atari', 'atari100k', 'dmlab', 'minecraft',
-        'loconav', 'pinpad', 'procgen', 'bsuite', 'memmaze'}
+        'dummy',
+        'gym',
+        'dm',
+        'crafter',
+        'dmc',
+        'atari',
+        'atari100k',
+        'dmlab',
+        'minecraft',
+        'loconav',
+        'pinpad',
+        'procgen',
+        'bsuite',
+        'memmaze',
+    }
     assert set(registry.SUITES) == expected
     assert set(registry.SUITE_MODULES) == expected
     assert set(registry.SUITE_EXTRAS) == expected
@@ -44,18 +57,21 @@ def test_langroom_is_reported_as_unsupported():
         registry.load('langroom')
 
 
-@pytest.mark.parametrize('suite, module, extra', [
-    ('atari', 'ale_py', 'atari'),
-    ('atari100k', 'ale_py', 'atari'),
-    ('crafter', 'crafter', 'crafter'),
-    ('dmc', 'dm_control', 'dmc'),
-    ('gym', 'gymnasium', 'gym'),
-    ('dm', 'dm_env', 'dm'),
-    ('bsuite', 'bsuite', 'bsuite'),
-    ('procgen', 'procgen', 'procgen'),
-    ('memmaze', 'memory_maze', 'memmaze'),
-    ('loconav', 'labmaze', 'dmc'),
-])
+@pytest.mark.parametrize(
+    'suite, module, extra',
+    [
+        ('atari', 'ale_py', 'atari'),
+        ('atari100k', 'ale_py', 'atari'),
+        ('crafter', 'crafter', 'crafter'),
+        ('dmc', 'dm_control', 'dmc'),
+        ('gym', 'gymnasium', 'gym'),
+        ('dm', 'dm_env', 'dm'),
+        ('bsuite', 'bsuite', 'bsuite'),
+        ('procgen', 'procgen', 'procgen'),
+        ('memmaze', 'memory_maze', 'memmaze'),
+        ('loconav', 'labmaze', 'dmc'),
+    ],
+)
 def test_missing_package_names_suite_module_and_extra(monkeypatch, suite, module, extra):
     # A None entry in sys.modules makes `import module` fail like an absent package.
     monkeypatch.setitem(sys.modules, module, None)
@@ -70,10 +86,13 @@ def test_missing_package_names_suite_module_and_extra(monkeypatch, suite, module
     assert f"pip install 'dreamerv3[{extra}]'" in message
 
 
-@pytest.mark.parametrize('suite, module, words', [
-    ('dmlab', 'deepmind_lab', ['not on the Python package index', 'from source']),
-    ('minecraft', 'minerl', ['minerl==0.4.4', 'JDK 8']),
-])
+@pytest.mark.parametrize(
+    'suite, module, words',
+    [
+        ('dmlab', 'deepmind_lab', ['not on the Python package index', 'from source']),
+        ('minecraft', 'minerl', ['minerl==0.4.4', 'JDK 8']),
+    ],
+)
 def test_missing_system_package_explains_the_install(monkeypatch, suite, module, words):
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(registry.MissingSuiteError) as info:
@@ -89,13 +108,13 @@ def test_adapter_raises_the_same_error_when_used_directly(monkeypatch):
     from embodied.envs import atari
 
     monkeypatch.setitem(sys.modules, 'ale_py', None)
-    with pytest.raises(registry.MissingSuiteError, match=r"dreamerv3\[atari\]"):
+    with pytest.raises(registry.MissingSuiteError, match=r'dreamerv3\[atari\]'):
         atari.Atari('pong')
 
 
 def test_adapter_modules_import_no_heavy_packages():
     # Importing the registry and every adapter must not pull in any suite package or JAX.
-    code = textwrap.dedent('''
+    code = textwrap.dedent("""
         import importlib, sys
         from embodied.envs import registry
         for module, _ in registry.SUITES.values():
@@ -104,9 +123,10 @@ def test_adapter_modules_import_no_heavy_packages():
                  'bsuite', 'procgen', 'deepmind_lab', 'minerl', 'memory_maze', 'labmaze',
                  'jax', 'cv2']
         print(sorted(name for name in heavy if name in sys.modules))
-    ''')
+    """)
     result = subprocess.run(
-        [sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+        [sys.executable, '-c', code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == '[]'
 

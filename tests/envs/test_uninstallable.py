@@ -86,8 +86,12 @@ def test_dmlab_goals_shortcut_and_level_modes(dmlab):
     config = FakeLab.instances[-1].config
     assert FakeLab.instances[-1].level.endswith('rooms_watermaze_test')
     assert config == {
-        'height': '72', 'width': '96', 'logLevel': 'WARN', 'allowHoldOutLevels': 'true',
-        'mixerSeed': str(0x600D5EED)}
+        'height': '72',
+        'width': '96',
+        'logLevel': 'WARN',
+        'allowHoldOutLevels': 'true',
+        'mixerSeed': str(0x600D5EED),
+    }
     with pytest.raises(ValueError, match='mode'):
         dmlab('goals', mode='test')
 
@@ -147,9 +151,22 @@ class SpaceDict(dict):
 
 
 ITEMS = (
-    'air', 'dirt', 'log', 'log2', 'planks', 'stick', 'crafting_table', 'wooden_pickaxe',
-    'cobblestone', 'stone_pickaxe', 'iron_ore', 'furnace', 'iron_ingot', 'iron_pickaxe',
-    'diamond')
+    'air',
+    'dirt',
+    'log',
+    'log2',
+    'planks',
+    'stick',
+    'crafting_table',
+    'wooden_pickaxe',
+    'cobblestone',
+    'stone_pickaxe',
+    'iron_ore',
+    'furnace',
+    'iron_ingot',
+    'iron_pickaxe',
+    'diamond',
+)
 
 
 class FakeMineRL:
@@ -157,8 +174,12 @@ class FakeMineRL:
 
     observation_space = SpaceDict(
         inventory=SpaceDict({item: None for item in ITEMS}),
-        equipped_items=SpaceDict(mainhand=SpaceDict(
-            type=types.SimpleNamespace(values=np.array(['air', 'wooden_pickaxe', 'other'])))))
+        equipped_items=SpaceDict(
+            mainhand=SpaceDict(
+                type=types.SimpleNamespace(values=np.array(['air', 'wooden_pickaxe', 'other']))
+            )
+        ),
+    )
 
     def __init__(self):
         self.inventory = dict.fromkeys(ITEMS, 0)

@@ -40,8 +40,9 @@ class Linear(nj.Module):
     units: int = 1
 
     def __call__(self, x):
-        kernel = self.value('kernel', lambda: 0.1 * jax.random.normal(
-            nj.seed(), (x.shape[-1], self.units)))
+        kernel = self.value(
+            'kernel', lambda: 0.1 * jax.random.normal(nj.seed(), (x.shape[-1], self.units))
+        )
         bias = self.value('bias', jnp.zeros, (self.units,))
         return x @ kernel + bias
 
@@ -114,12 +115,28 @@ def make_config(logdir, **jax_overrides):
     """Agent config with the project's jax defaults, a CPU platform and small sizes."""
     yaml = ruamel.yaml.YAML(typ='safe')
     defaults = yaml.load((ROOT / 'configs' / 'dreamerv3.yaml').read_text())['defaults']
-    jaxcfg = {**defaults['jax'], 'platform': 'cpu', 'compute_dtype': 'float32',
-              'prealloc': False, 'profiler': False, 'compilation_cache': False}
+    jaxcfg = {
+        **defaults['jax'],
+        'platform': 'cpu',
+        'compute_dtype': 'float32',
+        'prealloc': False,
+        'profiler': False,
+        'compilation_cache': False,
+    }
     jaxcfg.update(jax_overrides)
     return elements.Config(
-        seed=0, batch_size=4, batch_length=8, replay_context=1, report_length=4,
-        logdir=str(logdir), replica=0, replicas=1, units=1, lr=0.05, jax=jaxcfg)
+        seed=0,
+        batch_size=4,
+        batch_length=8,
+        replay_context=1,
+        report_length=4,
+        logdir=str(logdir),
+        replica=0,
+        replicas=1,
+        units=1,
+        lr=0.05,
+        jax=jaxcfg,
+    )
 
 
 def make_batch(rng, batch, length):
@@ -164,8 +181,13 @@ def batches(agent, rng, length=None):
 @pytest.fixture(scope='module', autouse=True)
 def restore_jax_config():
     """The agent's setup() changes process-wide JAX flags; undo that for other test files."""
-    names = ['jax_transfer_guard', 'jax_disable_jit', 'jax_disable_most_optimizations',
-             'jax_debug_nans', 'jax_enable_compilation_cache']
+    names = [
+        'jax_transfer_guard',
+        'jax_disable_jit',
+        'jax_disable_most_optimizations',
+        'jax_debug_nans',
+        'jax_enable_compilation_cache',
+    ]
     old = {name: getattr(jax.config, name, jax.config.values.get(name)) for name in names}
     dtype = embodied.jax.nets.COMPUTE_DTYPE
     yield
@@ -185,8 +207,8 @@ def agent(tmp_path_factory):
 def other(tmp_path_factory):
     """An agent with a wider `net` layer and no policy, to load mismatching checkpoints."""
     config = make_config(
-        tmp_path_factory.mktemp('other'), precompile=False, enable_policy=False,
-        profiler=True)
+        tmp_path_factory.mktemp('other'), precompile=False, enable_policy=False, profiler=True
+    )
     config = config.update(units=2)
     return embodied.jax.Agent(ToyModel, OBS_SPACE, ACT_SPACE, config)
 
@@ -270,7 +292,8 @@ def test_stream_seeds_come_from_batch_counter(agent):
     for i in range(2):
         seed = host(next(stream)['seed'])
         expected = np.random.default_rng([0, start + i]).integers(
-            0, np.iinfo(np.uint32).max, (2,), np.uint32)
+            0, np.iinfo(np.uint32).max, (2,), np.uint32
+        )
         np.testing.assert_array_equal(seed, expected)
         assert seed.dtype == np.uint32
     stream.close()
@@ -283,6 +306,7 @@ def test_stream_rejects_nan_and_train_rejects_wrong_keys(agent):
         batch = make_batch(rng, 4, 9)
         batch['reward'][0, 0] = np.nan
         return batch
+
     stream = iter(agent.stream(embodied.streams.Stateless(bad)))
     with pytest.raises(ValueError, match="'reward' contains NaN"):
         next(stream)
@@ -407,6 +431,7 @@ def test_precompiled_functions_and_cost_summary(agent):
     assert isinstance(agent._train, jax.stages.Compiled)
     assert isinstance(agent._report, jax.stages.Compiled)
     from embodied.jax import transform
+
     struct = jax.ShapeDtypeStruct((4, 4), jnp.float32)
     compiled = jax.jit(lambda x: x @ x).lower(struct).compile()
     lines = transform.cost_summary(compiled)

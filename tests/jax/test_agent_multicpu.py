@@ -20,8 +20,12 @@ def script(*args):
     """Start this file as a script in a clean JAX environment."""
     env = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'JAX_PLATFORMS')}
     return subprocess.Popen(
-        [sys.executable, __file__, *map(str, args)], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+        [sys.executable, __file__, *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def result_of(proc, timeout=400):
@@ -162,9 +166,16 @@ def run_multihost(logdir, port, index):
     import embodied.jax
 
     config = toy.make_config(
-        logdir, mock_devices=2, policy_devices=[0, 1], train_devices=[0, 1],
-        process_id=int(index), num_processes=2, coordinator_address=f'localhost:{port}',
-        precompile=True, ckpt_chunksize=64)
+        logdir,
+        mock_devices=2,
+        policy_devices=[0, 1],
+        train_devices=[0, 1],
+        process_id=int(index),
+        num_processes=2,
+        coordinator_address=f'localhost:{port}',
+        precompile=True,
+        ckpt_chunksize=64,
+    )
     config = config.update(batch_size=2)
     agent = embodied.jax.Agent(toy.ToyModel, toy.OBS_SPACE, toy.ACT_SPACE, config)
     rng = np.random.default_rng(int(index))
@@ -182,16 +193,22 @@ def run_multihost(logdir, port, index):
     saved = agent.save()
     agent.load(saved)
     restored = agent.save()['params']
-    print(json.dumps({
-        'processes': jax.process_count(),
-        'devices': jax.device_count(),
-        'first_loss': losses[0],
-        'last_loss': losses[-1],
-        'stepid_shape': list(outs['replay']['stepid'].shape),
-        'acts_shape': list(acts['cont'].shape),
-        'roundtrip': all(np.array_equal(restored[k], v) for k, v in saved['params'].items()),
-        'checksum': float(sum(np.abs(v).sum() for v in saved['params'].values())),
-    }))
+    print(
+        json.dumps(
+            {
+                'processes': jax.process_count(),
+                'devices': jax.device_count(),
+                'first_loss': losses[0],
+                'last_loss': losses[-1],
+                'stepid_shape': list(outs['replay']['stepid'].shape),
+                'acts_shape': list(acts['cont'].shape),
+                'roundtrip': all(
+                    np.array_equal(restored[k], v) for k, v in saved['params'].items()
+                ),
+                'checksum': float(sum(np.abs(v).sum() for v in saved['params'].values())),
+            }
+        )
+    )
 
 
 if __name__ == '__main__':

@@ -29,8 +29,9 @@ def test_symlog_symexp():
     x = jnp.array([-10.0, -1.0, 0.0, 0.5, 3.0])
     np.testing.assert_allclose(nets.symlog(x), np.sign(x) * np.log(1 + np.abs(x)), rtol=1e-6)
     np.testing.assert_allclose(nets.symlog(jnp.array([np.e - 1])), [1.0], rtol=1e-6)
-    np.testing.assert_allclose(nets.symexp(jnp.array([1.0, -2.0])), [np.e - 1, -(np.e ** 2 - 1)],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        nets.symexp(jnp.array([1.0, -2.0])), [np.e - 1, -(np.e**2 - 1)], rtol=1e-6
+    )
     np.testing.assert_allclose(nets.symexp(nets.symlog(x)), x, rtol=1e-5, atol=1e-6)
 
 
@@ -42,8 +43,7 @@ def test_activations():
     mish = np.asarray(x) * np.tanh(np.log1p(np.exp(np.asarray(x))))
     np.testing.assert_allclose(nets.act('mish')(x), mish, rtol=1e-6)
     # swiglu: silu(first half) * second half
-    np.testing.assert_allclose(
-        nets.act('swiglu')(x), [-2 / (1 + np.e ** 2) * 3, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(nets.act('swiglu')(x), [-2 / (1 + np.e**2) * 3, 0.0], rtol=1e-6)
     with pytest.raises(ValueError, match='Unknown activation'):
         nets.act('nope')
 
@@ -198,8 +198,13 @@ def test_mlp_names_and_counts():
     _, state, y = build(lambda: nets.MLP(2, 7, act='silu', norm='rms', name='mlp'), x)
     assert y.shape == (2, 3, 7)
     assert counts(state) == {
-        'mlp/linear0/kernel': 35, 'mlp/linear0/bias': 7, 'mlp/norm0/scale': 7,
-        'mlp/linear1/kernel': 49, 'mlp/linear1/bias': 7, 'mlp/norm1/scale': 7}
+        'mlp/linear0/kernel': 35,
+        'mlp/linear0/bias': 7,
+        'mlp/norm0/scale': 7,
+        'mlp/linear1/kernel': 49,
+        'mlp/linear1/bias': 7,
+        'mlp/norm1/scale': 7,
+    }
 
 
 def test_cast_mask_where():

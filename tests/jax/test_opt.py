@@ -34,11 +34,13 @@ def test_schedules():
     np.testing.assert_allclose(float(sched(110)), 0.1, rtol=1e-5)  # floor 0.1 * lr (spec 14.13)
     np.testing.assert_allclose(float(sched(500)), 0.1, rtol=1e-5)
     sched = opt.make_schedule(2.0, 'linear', warmup=0, anneal=100)
-    np.testing.assert_allclose([float(sched(n)) for n in (0, 50, 100, 200)],
-                               [2.0, 1.1, 0.2, 0.2], rtol=1e-5)
+    np.testing.assert_allclose(
+        [float(sched(n)) for n in (0, 50, 100, 200)], [2.0, 1.1, 0.2, 0.2], rtol=1e-5
+    )
     sched = opt.make_schedule(4e-5, 'const', warmup=1000)
-    np.testing.assert_allclose([float(sched(n)) for n in (0, 1, 500, 1000, 5000)],
-                               [0, 4e-8, 2e-5, 4e-5, 4e-5], rtol=1e-4)
+    np.testing.assert_allclose(
+        [float(sched(n)) for n in (0, 1, 500, 1000, 5000)], [0, 4e-8, 2e-5, 4e-5, 4e-5], rtol=1e-4
+    )
     with pytest.raises(ValueError, match='anneal > warmup'):
         opt.make_schedule(1.0, 'cosine', warmup=10, anneal=0)
     with pytest.raises(ValueError, match='Unknown schedule'):
@@ -46,24 +48,22 @@ def test_schedules():
 
 
 class Net(nj.Module):
-
     def __call__(self, x):
         x = self.sub('lin', nets.Linear, 3)(x)
         return self.sub('norm', nets.Norm, 'rms')(x)
 
 
-def numpy_chain(grads, params, state, k, lr, warmup, agc=0.3, eps=1e-20, b1=0.9, b2=0.999,
-                wd=0.01):
+def numpy_chain(grads, params, state, k, lr, warmup, agc=0.3, eps=1e-20, b1=0.9, b2=0.999, wd=0.01):
     """One update of spec 6.1 in NumPy (k counts from 1)."""
     nu, mu = state
     new = {}
     for key, g in grads.items():
         p = params[key]
         g = g / max(1.0, np.linalg.norm(g) / (agc * max(1e-3, np.linalg.norm(p))))
-        nu[key] = b2 * nu[key] + (1 - b2) * g ** 2
-        u = g / (np.sqrt(nu[key] / (1 - b2 ** k)) + eps)
+        nu[key] = b2 * nu[key] + (1 - b2) * g**2
+        u = g / (np.sqrt(nu[key] / (1 - b2**k)) + eps)
         mu[key] = b1 * mu[key] + (1 - b1) * u
-        m = mu[key] / (1 - b1 ** k)
+        m = mu[key] / (1 - b1**k)
         if key.endswith('/kernel'):
             m = m + wd * p
         n = k - 1
@@ -74,8 +74,18 @@ def numpy_chain(grads, params, state, k, lr, warmup, agc=0.3, eps=1e-20, b1=0.9,
 
 def test_optimizer_step_matches_numpy_reimplementation(capsys):
     net = Net(name='net')
-    chain = opt.make_chain(lr=0.1, agc=0.3, eps=1e-20, beta1=0.9, beta2=0.999, momentum=True,
-                           wd=0.01, schedule='const', warmup=2, anneal=0)
+    chain = opt.make_chain(
+        lr=0.1,
+        agc=0.3,
+        eps=1e-20,
+        beta1=0.9,
+        beta2=0.999,
+        momentum=True,
+        wd=0.01,
+        schedule='const',
+        warmup=2,
+        anneal=0,
+    )
     optimizer = opt.Optimizer([net], chain, name='opt')
     x = jax.random.normal(jax.random.PRNGKey(0), (4, 5))
     y = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
@@ -104,14 +114,24 @@ def test_optimizer_step_matches_numpy_reimplementation(capsys):
             np.testing.assert_allclose(state[key], params[key], rtol=2e-5, atol=1e-6)
         assert int(mets['opt/updates']) == k
         np.testing.assert_allclose(mets['opt/loss'], loss, rtol=1e-5)
-        norm = np.sqrt(sum((g ** 2).sum() for g in grads.values()))
+        norm = np.sqrt(sum((g**2).sum() for g in grads.values()))
         np.testing.assert_allclose(mets['opt/grad_norm'], norm, rtol=1e-4)
         assert float(mets['opt/param_count']) == 21
         if k == 1:
             # Warmup starts at learning rate 0: the first update only fills the moments.
             assert float(mets['opt/update_rms']) == 0.0
-    assert set(mets) == {f'opt/{k}' for k in (
-        'loss', 'updates', 'grad_norm', 'grad_rms', 'update_rms', 'param_rms', 'param_count')}
+    assert set(mets) == {
+        f'opt/{k}'
+        for k in (
+            'loss',
+            'updates',
+            'grad_norm',
+            'grad_rms',
+            'update_rms',
+            'param_rms',
+            'param_count',
+        )
+    }
 
 
 def test_momentum_false_equals_beta1_zero():
@@ -127,7 +147,6 @@ def test_momentum_false_equals_beta1_zero():
 
 
 class Counted(nj.Module):
-
     def __call__(self, x):
         count = self.value('count', jnp.zeros, (), jnp.int32)
         return self.sub('lin', nets.Linear, 2)(x) + 0 * count
@@ -146,8 +165,12 @@ def test_optimizer_skips_integer_state_and_prints_table(capsys):
     state, mets = jax.jit(nj.pure(train))(state, x)
     assert float(mets['opt/param_count']) == 11 and int(state['enc/count']) == 0
     assert opt.summarize({'a/b/c': 3, 'a/d': 2, 'e': 1}, depth=2).splitlines() == [
-        'Optimizer opt has 6 parameters:', f'{5:>14,} a', f'{3:>14,} a/b', f'{2:>14,} a/d',
-        f'{1:>14,} e']
+        'Optimizer opt has 6 parameters:',
+        f'{5:>14,} a',
+        f'{3:>14,} a/b',
+        f'{2:>14,} a/d',
+        f'{1:>14,} e',
+    ]
 
 
 def test_optimizer_rejects_non_scalar_or_non_float32_loss():
@@ -159,7 +182,6 @@ def test_optimizer_rejects_non_scalar_or_non_float32_loss():
 
 
 class Weights(nj.Module):
-
     def __call__(self):
         return self.value('w', jnp.ones, (2,), jnp.float32)
 

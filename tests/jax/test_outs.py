@@ -74,8 +74,9 @@ def test_mse_huber_binary():
     sig = 1 / (1 + np.exp(-np.array([0.5, -2.0])))
     np.testing.assert_allclose(out.prob(jnp.ones(2)), sig, rtol=1e-6)
     np.testing.assert_allclose(out.logp(jnp.zeros(2)), np.log(1 - sig), rtol=1e-6)
-    np.testing.assert_allclose(out.loss(jnp.array([0.3, 0.3])),
-                               -(0.3 * np.log(sig) + 0.7 * np.log(1 - sig)), rtol=1e-6)
+    np.testing.assert_allclose(
+        out.loss(jnp.array([0.3, 0.3])), -(0.3 * np.log(sig) + 0.7 * np.log(1 - sig)), rtol=1e-6
+    )
     assert out.pred().tolist() == [True, False]
 
 
@@ -115,11 +116,11 @@ def test_onehot_unimix_and_straight_through_gradient():
 def test_normal():
     out = outs.Normal(jnp.array([0.5]), jnp.array([2.0]))
     np.testing.assert_allclose(
-        out.logp(jnp.array([1.5])), -0.125 - np.log(2) - 0.5 * np.log(2 * np.pi), rtol=1e-6)
+        out.logp(jnp.array([1.5])), -0.125 - np.log(2) - 0.5 * np.log(2 * np.pi), rtol=1e-6
+    )
     np.testing.assert_allclose(out.entropy(), 0.5 * np.log(2 * np.pi * 4) + 0.5, rtol=1e-6)
     other = outs.Normal(jnp.array([0.0]), jnp.array([1.0]))
-    np.testing.assert_allclose(
-        out.kl(other), np.log(1 / 2) + (4 + 0.25) / 2 - 0.5, rtol=1e-6)
+    np.testing.assert_allclose(out.kl(other), np.log(1 / 2) + (4 + 0.25) / 2 - 0.5, rtol=1e-6)
 
 
 def test_agg_sums_and_forwards_scaled_entropy_bounds():
@@ -128,8 +129,9 @@ def test_agg_sums_and_forwards_scaled_entropy_bounds():
     out = outs.Agg(inner, 1)
     assert out.pred().shape == (2, 3)
     np.testing.assert_allclose(out.entropy(), [3 * np.log(4)] * 2, rtol=1e-6)
-    np.testing.assert_allclose(out.logp(jnp.zeros((2, 3), jnp.int32)), [3 * np.log(0.25)] * 2,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        out.logp(jnp.zeros((2, 3), jnp.int32)), [3 * np.log(0.25)] * 2, rtol=1e-6
+    )
     np.testing.assert_allclose(out.maxent, [3 * np.log(4)] * 2, rtol=1e-6)
     np.testing.assert_allclose(out.minent, [0.0, 0.0])
     assert not hasattr(outs.Agg(outs.Categorical(jnp.zeros((2, 3))), 1), 'maxent')
@@ -148,8 +150,12 @@ def test_bounded_normal_head_logp_entropy_and_bounds():
     space = elements.Space(np.float32, (2,), -1, 1)
     x = jnp.ones((3, 4))
     state, out = run_head(space, 'bounded_normal', x, minstd=0.1, maxstd=1.0, outscale=0.0)
-    assert sorted(state) == ['head/mean/bias', 'head/mean/kernel', 'head/stddev/bias',
-                             'head/stddev/kernel']
+    assert sorted(state) == [
+        'head/mean/bias',
+        'head/mean/kernel',
+        'head/stddev/bias',
+        'head/stddev/kernel',
+    ]
     # Zero weights: mean = tanh(0) = 0, std = 0.9 * sigmoid(2) + 0.1.
     std = 0.9 / (1 + np.exp(-2.0)) + 0.1
     np.testing.assert_allclose(out.pred(), np.zeros((3, 2)))
@@ -158,8 +164,9 @@ def test_bounded_normal_head_logp_entropy_and_bounds():
     np.testing.assert_allclose(out.logp(event), [logp] * 3, rtol=1e-5)
     ent = 2 * (np.log(std) + 0.5 * np.log(2 * np.pi) + 0.5)
     np.testing.assert_allclose(out.entropy(), [ent] * 3, rtol=1e-5)
-    np.testing.assert_allclose(out.minent, [2 * (np.log(0.1) + 0.5 * np.log(2 * np.pi) + 0.5)] * 3,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        out.minent, [2 * (np.log(0.1) + 0.5 * np.log(2 * np.pi) + 0.5)] * 3, rtol=1e-5
+    )
     np.testing.assert_allclose(out.maxent, [2 * (0.5 * np.log(2 * np.pi) + 0.5)] * 3, rtol=1e-5)
 
 
@@ -168,7 +175,9 @@ def test_head_layer_names_and_output_types():
     scalar = elements.Space(np.float32, ())
     state, out = run_head(scalar, 'symexp_twohot', x, bins=5, outscale=0.0)
     assert {k: v.shape for k, v in state.items()} == {
-        'head/logits/kernel': (4, 5), 'head/logits/bias': (5,)}
+        'head/logits/kernel': (4, 5),
+        'head/logits/bias': (5,),
+    }
     assert isinstance(out, outs.TwoHot) and (np.asarray(out.pred()) == 0).all()
     state, out = run_head(elements.Space(bool, ()), 'binary', x)
     assert sorted(state) == ['head/logits/bias', 'head/logits/kernel']
@@ -177,8 +186,9 @@ def test_head_layer_names_and_output_types():
     assert state['head/logits/kernel'].shape == (4, 6)
     assert (out.minent, out.maxent) == (0.0, pytest.approx(np.log(6)))
     # The categorical head ignores unimix, like the published agent (spec 14.9).
-    np.testing.assert_allclose(out.logits, state['head/logits/bias'] + x @ state[
-        'head/logits/kernel'], rtol=1e-6)
+    np.testing.assert_allclose(
+        out.logits, state['head/logits/bias'] + x @ state['head/logits/kernel'], rtol=1e-6
+    )
     state, out = run_head(elements.Space(np.int32, (3,), 0, 4), 'onehot', x)
     assert state['head/logits/kernel'].shape == (4, 12)
     assert out.pred().shape == (2, 3, 4) and out.entropy().shape == (2,)
@@ -196,7 +206,8 @@ def test_mlp_head_with_dict_space():
     }
     dists = {'move': 'categorical', 'turn': 'bounded_normal'}
     head = heads.MLPHead(
-        act, dists, layers=2, units=8, minstd=0.1, maxstd=1.0, outscale=0.01, name='pol')
+        act, dists, layers=2, units=8, minstd=0.1, maxstd=1.0, outscale=0.01, name='pol'
+    )
     fn = lambda x: head(x, 2)
     x = jnp.ones((2, 5, 3, 2))
     state = nj.pure(fn)({}, x, seed=0, create=True)[0]
@@ -209,4 +220,5 @@ def test_mlp_head_with_dict_space():
     assert shapes['pol/head/move/logits/kernel'] == (8, 3)
     assert shapes['pol/head/turn/stddev/kernel'] == (8, 2)
     assert sum(int(np.prod(s)) for s in shapes.values()) == (
-        6 * 8 + 8 + 8 + 8 * 8 + 8 + 8 + 8 * 3 + 3 + 2 * (8 * 2 + 2))
+        6 * 8 + 8 + 8 + 8 * 8 + 8 + 8 + 8 * 3 + 3 + 2 * (8 * 2 + 2)
+    )

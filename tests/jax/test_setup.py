@@ -18,8 +18,12 @@ jsetup = importlib.import_module('embodied.jax.setup')
 def run_python(code):
     env = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'JAX_PLATFORMS')}
     proc = subprocess.run(
-        [sys.executable, '-c', textwrap.dedent(code)], env=env, capture_output=True, text=True,
-        timeout=300)
+        [sys.executable, '-c', textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -34,9 +38,12 @@ def test_gpu_flags_apply_for_cuda_and_gpu():
         assert '--xla_gpu_enable_triton_gemm=false' in flags
         assert len(flags) == 2 + 15
     assert jsetup.xla_flags('cpu') == [
-        '--xla_gpu_autotune_level=1', '--xla_gpu_deterministic_ops=true']
+        '--xla_gpu_autotune_level=1',
+        '--xla_gpu_deterministic_ops=true',
+    ]
     assert jsetup.xla_flags('cuda', gpuflags=False, deterministic=False, autotune=4) == [
-        '--xla_gpu_autotune_level=4']
+        '--xla_gpu_autotune_level=4'
+    ]
 
 
 def test_tpu_mock_and_dump_flags():
@@ -50,14 +57,16 @@ def test_tpu_mock_and_dump_flags():
 
 def test_merge_keeps_unrelated_user_flags():
     merged = jsetup.merge_flags(
-        '--xla_cpu_foo=1 --xla_gpu_autotune_level=3', ['--xla_gpu_autotune_level=1'])
+        '--xla_cpu_foo=1 --xla_gpu_autotune_level=3', ['--xla_gpu_autotune_level=1']
+    )
     assert merged == '--xla_cpu_foo=1 --xla_gpu_autotune_level=1'
 
 
 @pytest.mark.pinned
 def test_unknown_flags_are_dropped_with_replacement():
     flags = jsetup.supported_flags(
-        ['--xla_gpu_autotune_level=1', '--xla_made_up_flag=1', '--xla_gpu_graph_level=0'])
+        ['--xla_gpu_autotune_level=1', '--xla_made_up_flag=1', '--xla_gpu_graph_level=0']
+    )
     assert '--xla_gpu_autotune_level=1' in flags and '--xla_made_up_flag=1' not in flags
     # graph_level exists only in older XLA; newer XLA gets the command-buffer switch instead.
     assert ('--xla_gpu_graph_level=0' in flags) != ('--xla_gpu_enable_command_buffer=' in flags)

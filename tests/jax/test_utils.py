@@ -82,7 +82,12 @@ def test_slow_model_copies_then_tracks_with_ema():
 
     state = nj.pure(use)({}, x, seed=0, create=True)[0]
     assert sorted(state) == [
-        'slowval/bias', 'slowval/kernel', 'slowval_count/value', 'val/bias', 'val/kernel']
+        'slowval/bias',
+        'slowval/kernel',
+        'slowval_count/value',
+        'val/bias',
+        'val/kernel',
+    ]
     np.testing.assert_array_equal(state['slowval/kernel'], state['val/kernel'])
     _, (y1, y2) = nj.pure(use)(state, x)
     np.testing.assert_array_equal(y1, y2)

@@ -23,6 +23,7 @@ def always_clock(monkeypatch):
 @pytest.fixture
 def fake_agent():
     """A factory for FakeAgent bound to the spaces of env 0 of a config."""
+
     def make(config):
         from dreamerv3 import main as mainlib
 
@@ -31,4 +32,5 @@ def fake_agent():
         act_space = {k: v for k, v in env.act_space.items() if k != 'reset'}
         env.close()
         return FakeAgent(obs_space, act_space)
+
     return make

@@ -11,8 +11,17 @@ import sys
 def command(logdir, *flags):
     """The `python -m dreamerv3.main` command of the debug preset on CPU."""
     return [
-        sys.executable, '-m', 'dreamerv3.main', '--configs', 'debug',
-        '--jax.platform', 'cpu', '--logdir', str(logdir), *flags]
+        sys.executable,
+        '-m',
+        'dreamerv3.main',
+        '--configs',
+        'debug',
+        '--jax.platform',
+        'cpu',
+        '--logdir',
+        str(logdir),
+        *flags,
+    ]
 
 
 def main(logdir, *flags, timeout=300):
@@ -48,7 +57,8 @@ def load_config(logdir, *flags):
     from dreamerv3 import main as mainlib
 
     config, _ = configlib.parse(
-        ['--configs', 'debug', '--jax.platform', 'cpu', '--logdir', str(logdir), *flags])
+        ['--configs', 'debug', '--jax.platform', 'cpu', '--logdir', str(logdir), *flags]
+    )
     bind = functools.partial
     fns = dict(
         make_replay=bind(mainlib.make_replay, config),

@@ -23,8 +23,17 @@ def test_evaluates_a_train_checkpoint(tmp_path):
     logdir = tmp_path / 'eval'
     # One env: a dummy episode ends after 101 transitions.
     result = main(
-        logdir, '--script', 'eval_only', '--run.from_checkpoint', str(trained),
-        '--run.envs', '1', '--run.steps', '110', *FAST)
+        logdir,
+        '--script',
+        'eval_only',
+        '--run.from_checkpoint',
+        str(trained),
+        '--run.envs',
+        '1',
+        '--run.steps',
+        '110',
+        *FAST,
+    )
     assert result.returncode == 0, output(result)
     assert f'Loading agent parameters from {trained / "ckpt"}' in result.stdout
 
@@ -50,7 +59,8 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     assert result.returncode == 2, output(result)
     assert 'needs a checkpoint' in result.stderr and 'Traceback' not in result.stderr
     result = main(
-        tmp_path / 'b', '--script', 'eval_only', '--run.from_checkpoint', str(tmp_path), *FAST)
+        tmp_path / 'b', '--script', 'eval_only', '--run.from_checkpoint', str(tmp_path), *FAST
+    )
     assert result.returncode == 2, output(result)
     assert 'No complete checkpoint found' in result.stderr
     assert 'Traceback' not in result.stderr
@@ -65,12 +75,23 @@ def fake_checkpoint(folder, agent):
 
 
 def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
-    folder = fake_checkpoint(tmp_path / 'other', {
-        'params': {'dyn/other/kernel': np.zeros((3, 3), np.float32)},
-        'counters': {'updates': 0, 'batches': 0, 'actions': 0}})
+    folder = fake_checkpoint(
+        tmp_path / 'other',
+        {
+            'params': {'dyn/other/kernel': np.zeros((3, 3), np.float32)},
+            'counters': {'updates': 0, 'batches': 0, 'actions': 0},
+        },
+    )
     result = main(
-        tmp_path / 'eval', '--script', 'eval_only', '--run.from_checkpoint', str(folder),
-        '--run.steps', '10', *FAST)
+        tmp_path / 'eval',
+        '--script',
+        'eval_only',
+        '--run.from_checkpoint',
+        str(folder),
+        '--run.steps',
+        '10',
+        *FAST,
+    )
     assert result.returncode == 2, output(result)
     assert 'Traceback' not in result.stderr
     assert 'does not fit this model' in result.stderr, output(result)

@@ -10,12 +10,32 @@ import pytest
 from runhelpers import command, metrics
 
 FLAGS = (
-    '--jax.mock_devices', '2', '--jax.train_devices', '0', '1', '--jax.policy_devices', '0',
-    '--jax.num_processes', '2', '--run.steps', '60', '--run.envs', '2', '--batch_size', '2',
+    '--jax.mock_devices',
+    '2',
+    '--jax.train_devices',
+    '0',
+    '1',
+    '--jax.policy_devices',
+    '0',
+    '--jax.num_processes',
+    '2',
+    '--run.steps',
+    '60',
+    '--run.envs',
+    '2',
+    '--batch_size',
+    '2',
     # Reports and saves are collective: short wall-clock periods check that both processes
     # follow process 0's clock decisions instead of deadlocking.
-    '--run.report_every', '2', '--run.save_every', '3',
-    '--jax.precompile', 'False', '--jax.profiler', 'False')
+    '--run.report_every',
+    '2',
+    '--run.save_every',
+    '3',
+    '--jax.precompile',
+    'False',
+    '--jax.profiler',
+    'False',
+)
 
 
 def agent_checkpoint(logdir):
@@ -34,8 +54,12 @@ def test_two_processes_train_the_same_parameters(tmp_path):
             command(tmp_path, *FLAGS, '--jax.coordinator_address', address),
             # The cluster's completion index becomes the replica and the JAX process id.
             env={**env, 'JOB_COMPLETION_INDEX': str(i)},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for i in range(2)]
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = []
     try:
         for proc in procs:
@@ -58,5 +82,6 @@ def test_two_processes_train_the_same_parameters(tmp_path):
     # The processes stepped their own envs, but trained on one global batch.
     losses = [
         [r['train/loss/image'] for r in metrics(logdir) if 'train/loss/image' in r]
-        for logdir in logdirs]
+        for logdir in logdirs
+    ]
     assert losses[0] and losses[0] == losses[1]

@@ -23,10 +23,14 @@ def write(logdir, names, records):
 
 
 def test_jsonl_writes_metrics_and_scores(tmp_path, capsys):
-    write(tmp_path, ['jsonl'], [
-        {'episode/score': 1.5, 'train/loss': 0.25, 'text': 'hello'},
-        {'train/loss': 0.5, 'vector': np.arange(3.0)},
-    ])
+    write(
+        tmp_path,
+        ['jsonl'],
+        [
+            {'episode/score': 1.5, 'train/loss': 0.25, 'text': 'hello'},
+            {'train/loss': 0.5, 'vector': np.arange(3.0)},
+        ],
+    )
     lines = (tmp_path / 'metrics.jsonl').read_text().splitlines()
     assert [json.loads(line) for line in lines] == [
         {'step': 10, 'episode/score': 1.5, 'train/loss': 0.25},
@@ -40,10 +44,20 @@ def test_jsonl_writes_metrics_and_scores(tmp_path, capsys):
 
 def test_scope_writes_what_it_can_store(tmp_path):
     video = np.zeros((4, 8, 8, 3), np.uint8)
-    write(tmp_path, ['scope'], [{
-        'episode/score': 2.0, 'report/summary': 'text', 'epstats/policy_image': video,
-        # Scope rejects vectors and float images; they are left out instead of failing later.
-        'vector': np.arange(3.0), 'float_image': np.zeros((8, 8, 3), np.float32)}])
+    write(
+        tmp_path,
+        ['scope'],
+        [
+            {
+                'episode/score': 2.0,
+                'report/summary': 'text',
+                'epstats/policy_image': video,
+                # Scope rejects vectors and float images; they are left out, not failed on later.
+                'vector': np.arange(3.0),
+                'float_image': np.zeros((8, 8, 3), np.float32),
+            }
+        ],
+    )
     reader = scope.Reader(tmp_path)
     assert set(reader.keys()) == {'episode/score', 'report/summary', 'epstats/policy_image'}
     steps, values = reader['episode/score']
@@ -55,8 +69,10 @@ def test_scope_writes_what_it_can_store(tmp_path):
 def test_missing_package_is_named(tmp_path, monkeypatch, name, package):
     find_spec = outputs.importlib.util.find_spec
     monkeypatch.setattr(
-        outputs.importlib.util, 'find_spec',
-        lambda module: None if module == package else find_spec(module))
+        outputs.importlib.util,
+        'find_spec',
+        lambda module: None if module == package else find_spec(module),
+    )
     with pytest.raises(ImportError, match=f"'{name}' logger output needs the '{package}'"):
         outputs.make_outputs(tmp_path, [name], '.*')
 

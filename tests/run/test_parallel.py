@@ -13,8 +13,17 @@ import psutil
 from runhelpers import checkpoint, command, keys, metrics
 
 FLAGS = (
-    '--script', 'parallel', '--random_agent', 'True', '--run.envs', '2', '--run.eval_envs', '1',
-    '--run.log_every', '1')
+    '--script',
+    'parallel',
+    '--random_agent',
+    'True',
+    '--run.envs',
+    '2',
+    '--run.eval_envs',
+    '1',
+    '--run.log_every',
+    '1',
+)
 
 
 class Run:
@@ -23,7 +32,8 @@ class Run:
     def __init__(self, logdir, *flags):
         self.start = time.monotonic()
         self.proc = subprocess.Popen(
-            command(logdir, *flags), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            command(logdir, *flags), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         self.lines = []
         self.pids = {}
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -114,9 +124,17 @@ def test_stops_at_the_step_limit_and_resumes(tmp_path):
     assert step >= 250
 
     names = keys(tmp_path)
-    for name in ('episode/score', 'episode/length', 'fps/policy', 'fps/env', 'fps/train',
-                 'replay/items', 'replay_eval/items', 'limiter/insert_wait_frac',
-                 'parallel/ep_starts'):
+    for name in (
+        'episode/score',
+        'episode/length',
+        'fps/policy',
+        'fps/env',
+        'fps/train',
+        'replay/items',
+        'replay_eval/items',
+        'limiter/insert_wait_frac',
+        'parallel/ep_starts',
+    ):
         assert name in names, sorted(names)
     lengths = [r['episode/length'] for r in metrics(tmp_path) if 'episode/length' in r]
     assert set(lengths) == {100}  # env steps of a dummy episode: transitions - 1

@@ -108,8 +108,11 @@ def make_logger():
 
 def tran(first=False, last=False, reward=0.0):
     return {
-        'is_first': np.bool_(first), 'is_last': np.bool_(last),
-        'reward': np.float32(reward), 'image': np.zeros((4, 4, 3), np.uint8)}
+        'is_first': np.bool_(first),
+        'is_last': np.bool_(last),
+        'reward': np.float32(reward),
+        'image': np.zeros((4, 4, 3), np.uint8),
+    }
 
 
 def test_logger_episodes_lengths_prefixes_and_abandoned():
@@ -204,9 +207,13 @@ def role(tmp_path):
 def transitions(envid, count, start, is_eval=False):
     steps = np.arange(start, start + count)
     return {
-        'is_first': steps == 0, 'is_last': np.zeros(count, bool),
-        'is_terminal': np.zeros(count, bool), 'reward': steps.astype(np.float32),
-        'envid': np.full(count, envid, np.int32), 'is_eval': np.full(count, is_eval)}
+        'is_first': steps == 0,
+        'is_last': np.zeros(count, bool),
+        'is_terminal': np.zeros(count, bool),
+        'reward': steps.astype(np.float32),
+        'envid': np.full(count, envid, np.int32),
+        'is_eval': np.full(count, is_eval),
+    }
 
 
 def test_replay_role_routes_eval_and_paces_with_the_limiter(role):
@@ -237,7 +244,8 @@ def test_replay_role_stop_releases_waiting_calls(role):
 
 
 def test_metrics_sent_between_roles_keep_their_rank():
-    sent = remote.contiguous_metrics({
-        'loss': np.float64(1.5), 'text': 'summary', 'video': np.zeros((2, 4, 4, 3))[:, :, ::2]})
+    sent = remote.contiguous_metrics(
+        {'loss': np.float64(1.5), 'text': 'summary', 'video': np.zeros((2, 4, 4, 3))[:, :, ::2]}
+    )
     assert sent['loss'].shape == () and sent['text'] == 'summary'
     assert sent['video'].shape == (2, 4, 2, 3) and sent['video'].flags['C_CONTIGUOUS']

@@ -15,9 +15,27 @@ def run_in_process(logdir, fake_agent, *flags):
 
 
 FLAGS = (
-    '--run.steps', '60', '--run.envs', '2', '--run.eval_envs', '2', '--run.eval_eps', '1',
-    '--run.log_every', '0', '--run.save_every', '0', '--run.report_every', '1',
-    '--consec_report', '2', '--run.report_batches', '3', '--batch_size', '2')
+    '--run.steps',
+    '60',
+    '--run.envs',
+    '2',
+    '--run.eval_envs',
+    '2',
+    '--run.eval_eps',
+    '1',
+    '--run.log_every',
+    '0',
+    '--run.save_every',
+    '0',
+    '--run.report_every',
+    '1',
+    '--consec_report',
+    '2',
+    '--run.report_batches',
+    '3',
+    '--batch_size',
+    '2',
+)
 
 
 def test_eval_episodes_reports_and_step_counting(tmp_path, fake_agent, always_clock):
@@ -65,20 +83,27 @@ def test_command_line_writes_what_a_user_expects_and_resumes(tmp_path):
     # One test, so that parallel workers do not each repeat the first run.
     flags = ('--script', 'train_eval', '--random_agent', 'True', '--run.eval_envs', '2')
     result = main(
-        tmp_path, *flags, '--run.steps', '12000', '--run.report_every', '1',
-        '--run.log_every', '1')
+        tmp_path, *flags, '--run.steps', '12000', '--run.report_every', '1', '--run.log_every', '1'
+    )
     assert result.returncode == 0, output(result)
     assert 'Finished training at step' in result.stdout
     assert (tmp_path / 'config.yaml').exists()
     assert (tmp_path / 'scores.jsonl').read_text().strip()
     assert list((tmp_path / 'scope').iterdir())
     names = keys(tmp_path)
-    for name in ('episode/score', 'episode/length', 'eval_episode/score', 'fps/policy',
-                 'replay/items', 'replay_eval/items'):
+    for name in (
+        'episode/score',
+        'episode/length',
+        'eval_episode/score',
+        'fps/policy',
+        'replay/items',
+        'replay_eval/items',
+    ):
         assert name in names, sorted(names)
     folder = tmp_path / 'ckpt'
     assert {'step', 'agent', 'replay_train', 'replay_eval'} <= {
-        p.stem for p in (folder / (folder / 'latest').read_text().strip()).glob('*.pkl')}
+        p.stem for p in (folder / (folder / 'latest').read_text().strip()).glob('*.pkl')
+    }
     assert list((tmp_path / 'replay').glob('*.npz'))
     assert list((tmp_path / 'eval_replay').glob('*.npz'))
 
