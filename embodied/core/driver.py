@@ -1,21 +1,23 @@
 """Steps a batch of environments with a policy and hands every transition to callbacks."""
 
-import multiprocessing
+import functools
 import traceback
 import weakref
 
-import cloudpickle
 import elements
 import numpy as np
+import portal
 
 # How often a parent blocked on a worker checks that the worker process is still alive.
 _POLL_SECONDS = 0.05
+# Seconds a closing worker gets to close its env and exit before it is killed with its children.
+_CLOSE_SECONDS = 5
 
 
 class WorkerError(RuntimeError):
     """An environment worker process raised or died; `index` names the env."""
 
-    def __init__(self, index, message, remote_traceback=None):
+    def __init__(self, index: int, message: str, remote_traceback: str | None = None):
         super().__init__(message)
         self.index = index
         self.remote_traceback = remote_traceback
@@ -24,36 +26,28 @@ class WorkerError(RuntimeError):
 class Driver:
     """Steps `len(make_env_fns)` environments in lockstep with one batched policy.
 
-    With `parallel=True` every env lives in its own spawned process, commanded over a pipe; an
+    With `parallel=True` every env lives in its own `portal.Process`, commanded over a pipe; an
     env that raises there (or a worker process that dies) makes the driver close all workers and
     raise `WorkerError` naming the env index and carrying the worker's traceback. Otherwise the
-    envs are created and stepped in this process. Workers are daemon processes (they end with
-    the parent), so an env must not start `multiprocessing` children of its own; a step that
-    hangs forever is not detected (there is no step timeout), a dead worker is.
+    envs are created and stepped in this process. Workers are ordinary (not daemon) processes,
+    so an env may start processes of its own; closing the driver ends each worker with its whole
+    process tree. A step that hangs forever is not detected (there is no step timeout), a dead
+    worker is.
 
-    One driver step sends each env its pending action, stacks the observations, splits off
-    `log/` keys, calls `policy(carry, obs) -> (carry, acts, outs)`, zeroes the actions of envs
-    whose observation `is_last`, stores `{**acts, 'reset': is_last}` as the next pending
-    actions, and then, for each env in index order, calls every step callback (in registration
-    order) with that env's transition `obs | acts | outs | logs` (no `reset` key) and the env
-    index.
-
-    Episode callbacks receive `(episode, env_index)` when an env's episode ends, where
-    `episode = {'score': float, 'length': int, 'transitions': {key: stacked array}}`: `score`
-    sums every reward of the episode (the first step's reward is 0), `length` is the number of
-    env steps (transitions - 1, spec §14.27) and `transitions` stacks the episode's transitions,
-    from the `is_first` one to the `is_last` one, along a new leading axis. Episodes are only
-    recorded while an episode callback is registered.
+    One driver step sends each env its pending action, stacks the observations, checks that no
+    float observation holds NaN (the error names the env), splits off `log/` keys, calls
+    `policy(carry, obs) -> (carry, acts, outs)`, zeroes the actions of envs whose observation
+    `is_last`, stores `{**acts, 'reset': is_last}` as the next pending actions, and then, for
+    each env in index order, calls every step callback (in registration order) with that env's
+    transition `obs | acts | outs | logs` (no `reset` key) and the env index.
     """
 
-    def __init__(self, make_env_fns, parallel=True):
+    def __init__(self, make_env_fns, parallel: bool = True):
         if not make_env_fns:
             raise ValueError('Driver needs at least one env factory but got an empty list.')
         self.length = len(make_env_fns)
         self.parallel = parallel
         self._step_callbacks = []
-        self._episode_callbacks = []
-        self._episodes = [None] * self.length
         self._closed = False
         if parallel:
             self._workers = _Workers(make_env_fns)
@@ -71,28 +65,23 @@ class Driver:
         self.reset()
 
     @property
-    def pids(self):
+    def pids(self) -> list[int]:
         """Process ids of the env workers (empty when not parallel)."""
         return self._workers.pids if self.parallel else []
 
-    def reset(self, init_policy=None):
+    def reset(self, init_policy=None) -> None:
         """Request a reset of every env and restart the policy carry."""
         self.acts = {
             k: np.zeros((self.length,) + v.shape, v.dtype) for k, v in self.act_space.items()
         }
         self.acts['reset'] = np.ones(self.length, bool)
         self.carry = init_policy(self.length) if init_policy else None
-        self._episodes = [None] * self.length
 
-    def on_step(self, callback):
+    def on_step(self, callback) -> None:
         """Register `callback(transition, env_index)`, called once per env per driver step."""
         self._step_callbacks.append(callback)
 
-    def on_episode(self, callback):
-        """Register `callback(episode, env_index)`, called when an env's episode ends."""
-        self._episode_callbacks.append(callback)
-
-    def __call__(self, policy, steps=0, episodes=0):
+    def __call__(self, policy, steps: int = 0, episodes: int = 0) -> None:
         """Run driver steps until at least `steps` env steps or `episodes` episodes are done."""
         if self._closed:
             raise RuntimeError('The driver was closed; create a new Driver to keep stepping.')
@@ -100,8 +89,8 @@ class Driver:
         while step < steps or episode < episodes:
             step, episode = self._step(policy, step, episode)
 
-    def close(self):
-        """Close every env and terminate the worker processes."""
+    def close(self) -> None:
+        """Close every env and end the worker processes."""
         if self._closed:
             return
         self._closed = True
@@ -125,6 +114,7 @@ class Driver:
                     raise
         self._check_keys(obs)
         obs = {k: np.stack([np.asarray(x[k]) for x in obs]) for k in obs[0]}
+        self._check_nan(obs)
         logs = {k: v for k, v in obs.items() if k.startswith('log/')}
         obs = {k: v for k, v in obs.items() if not k.startswith('log/')}
         self.carry, acts, outs = policy(self.carry, obs)
@@ -133,15 +123,13 @@ class Driver:
         self._check_outputs(acts, outs)
         is_last = obs['is_last'].astype(bool)
         if is_last.any():
-            acts = {k: _zero_where(v, is_last) for k, v in acts.items()}
+            acts = {k: zero_where(v, is_last) for k, v in acts.items()}
         self.acts = {**acts, 'reset': is_last.copy()}
         trans = {**obs, **acts, **outs, **logs}
         for index in range(self.length):
             tran = elements.tree.map(lambda x: x[index], trans)
             for callback in self._step_callbacks:
                 callback(tran, index)
-            if self._episode_callbacks:
-                self._record(tran, index)
         return step + self.length, episode + int(is_last.sum())
 
     def _check_keys(self, obs):
@@ -153,6 +141,19 @@ class Driver:
                     f'env 0 {sorted(keys - set(other))}, only in env {index} '
                     f'{sorted(set(other) - keys)}; all envs of a driver must return the '
                     'same keys.'
+                )
+
+    def _check_nan(self, obs):
+        for key, value in obs.items():
+            if key.startswith('log/') or not np.issubdtype(value.dtype, np.floating):
+                continue
+            bad = np.isnan(value.reshape(self.length, -1)).any(1)
+            if bad.any():
+                index = int(np.argmax(bad))
+                raise ValueError(
+                    f'Observation {key!r} of env {index} contains NaN (envs with NaN: '
+                    f'{np.flatnonzero(bad).tolist()}); the environment produced an invalid '
+                    'observation, e.g. an unstable simulation or a bad preprocessing step.'
                 )
 
     def _check_outputs(self, acts, outs):
@@ -173,43 +174,30 @@ class Driver:
                     f'batch axis of {self.length} (one row per env).'
                 )
 
-    def _record(self, tran, index):
-        if tran['is_first'] or self._episodes[index] is None:
-            self._episodes[index] = []
-        self._episodes[index].append(tran)
-        if tran['is_last']:
-            trans = self._episodes[index]
-            self._episodes[index] = None
-            stacked = elements.tree.map(lambda *xs: np.stack(xs), *trans)
-            ep = {
-                'score': float(np.sum([float(t['reward']) for t in trans])),
-                'length': len(trans) - 1,
-                'transitions': stacked,
-            }
-            for callback in self._episode_callbacks:
-                callback(ep, index)
 
-
-def _zero_where(value, is_last):
-    mask = is_last.reshape((-1,) + (1,) * (value.ndim - 1))
+def zero_where(value: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`value` with the rows where `mask` is set replaced by zeros."""
+    mask = np.asarray(mask, bool).reshape((-1,) + (1,) * (np.ndim(value) - 1))
     return np.where(mask, np.zeros_like(value), value)
 
 
 class _Workers:
-    """One spawned process per env, each serving commands over a pipe."""
+    """One `portal.Process` per env, each serving commands over a pipe.
+
+    portal starts the processes (spawn), ends a worker together with every process its env
+    started, and kills the workers still running when this process exits. What it lacks is the
+    request protocol, so this class adds the pipes and turns a worker's error or death into a
+    `WorkerError` naming the env.
+    """
 
     def __init__(self, make_env_fns):
-        context = multiprocessing.get_context('spawn')
+        context = portal.contextlib.context.mp
         self.conns, self.procs = [], []
         for index, fn in enumerate(make_env_fns):
             parent, child = context.Pipe()
-            proc = context.Process(
-                target=_worker,
-                args=(index, cloudpickle.dumps(fn), child),
-                name=f'env{index}',
-                daemon=True,
-            )
-            proc.start()
+            # portal cloudpickles the target, so lambdas and closures work as env factories.
+            target = functools.partial(_worker, fn)
+            proc = portal.Process(target, child, name=f'env{index}', start=True)
             # Drop our copy of the child's end so the worker dying shows up as EOF.
             child.close()
             self.conns.append(parent)
@@ -233,7 +221,7 @@ class _Workers:
         return [self._receive(index) for index in range(len(acts))]
 
     def close(self):
-        """Ask the workers to exit, then terminate any that do not."""
+        """Ask the workers to exit, then kill any that do not, with their child processes."""
         if self.closed:
             return
         self.closed = True
@@ -243,13 +231,11 @@ class _Workers:
             except (OSError, ValueError):
                 pass  # Worker already gone.
         for proc in self.procs:
-            proc.join(1)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(1)
-            if proc.is_alive():
+            proc.join(_CLOSE_SECONDS)
+            if proc.exitcode is None:
                 proc.kill()
-                proc.join(1)
+            # Reap the process so that it leaves no zombie behind.
+            proc.join(1)
         for conn in self.conns:
             conn.close()
 
@@ -265,7 +251,7 @@ class _Workers:
         conn, proc = self.conns[index], self.procs[index]
         while not conn.poll(_POLL_SECONDS):
             # Data may arrive just before the process exits, so check the pipe once more.
-            if not proc.is_alive() and not conn.poll(0):
+            if proc.exitcode is not None and not conn.poll(0):
                 self._died(index)
         try:
             status, payload = conn.recv()
@@ -298,10 +284,10 @@ class _Workers:
             raise RuntimeError('The env workers were closed; create a new Driver.')
 
 
-def _worker(index, payload, conn):
+def _worker(make_env, conn):
     env = None
     try:
-        env = cloudpickle.loads(payload)()
+        env = make_env()
         while True:
             try:
                 command, arg = conn.recv()
@@ -329,3 +315,4 @@ def _worker(index, payload, conn):
             except Exception:
                 pass  # Closing is best effort while shutting down.
         conn.close()
+    return 0

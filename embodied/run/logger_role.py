@@ -12,11 +12,11 @@ from . import checkpoints, episodes, remote
 
 
 class Episodes:
-    """Episode statistics per env id from transition batches (spec 9.5, logger role).
+    """Episode statistics per env id from transition batches.
 
     Train episodes are logged as `episode/*` and `epstats/*`, eval episodes as
-    `eval_episode/*` and `eval_epstats/*` (spec §14.26). Lengths count env steps, i.e.
-    transitions - 1 (§14.27). Videos come only from the first env id seen of each kind.
+    `eval_episode/*` and `eval_epstats/*`. Lengths count env steps, i.e. transitions - 1, as in
+    every script. Videos come only from the first env id seen of each kind.
     """
 
     def __init__(self, logger, timeout):

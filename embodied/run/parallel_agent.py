@@ -9,6 +9,7 @@ import numpy as np
 import portal
 
 from ..core import clock
+from ..core.driver import zero_where
 from . import checkpoints, remote
 
 
@@ -92,7 +93,8 @@ class Actor:
             workers=args.actor_threads,
         )
         if args.eval_envs > 0:
-            # Eval envs act with mode='eval' (spec §14.28), so they get their own method.
+            # Eval envs act with mode='eval' (the reference acted on them in train mode), so
+            # they get their own method.
             server.bind(
                 'act_eval',
                 functools.partial(self.act, mode='eval'),
@@ -217,9 +219,9 @@ class Learner:
         self.streams = {k: iter(agent.stream(v)) for k, v in sources.items()}
         self.clients = clients
 
-        should_report = clock.GlobalClock(args.report_every)
-        should_log = clock.GlobalClock(args.log_every)
-        should_save = clock.GlobalClock(args.save_every)
+        should_report = clock.LocalClock(args.report_every)
+        should_log = clock.LocalClock(args.log_every)
+        should_save = clock.LocalClock(args.save_every)
         carry = agent.init_train(args.batch_size)
         batch_steps = args.batch_size * args.batch_length
         while not self.stop.is_set():
@@ -268,9 +270,3 @@ class Learner:
         for name, c in self.clients.items():
             metrics.update(remote.prefixed(c.stats(), f'client/learner_{name.lower()}'))
         self.logger.add(metrics)
-
-
-def zero_where(value, mask):
-    """`value` with the rows where `mask` is set replaced by zeros."""
-    mask = mask.reshape((-1,) + (1,) * (value.ndim - 1))
-    return np.where(mask, np.zeros_like(value), value)

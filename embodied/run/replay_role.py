@@ -11,7 +11,7 @@ from . import checkpoints, remote
 
 
 class ReplayRole:
-    """Stores transitions from the actor and serves batches to the learner (spec 9.5).
+    """Stores transitions from the actor and serves batches to the learner.
 
     A SamplesPerInsert limiter paces inserts against sampled items: `add_batch` waits while
     the learner is too far behind, `sample_batch_train` while it is too far ahead. Once `stop()`
@@ -21,7 +21,8 @@ class ReplayRole:
     def __init__(self, make_replay, make_stream, args):
         self.args = args
         self.replay_train = make_replay('replay', 'train')
-        # The folder name differs from train_eval's `eval_replay` on purpose (spec §14.22).
+        # The folder name differs from train_eval's `eval_replay` so that logdirs of the
+        # reference implementation resume.
         self.replay_eval = make_replay('replay_eval', 'eval')
         self.limiter = limiters.SamplesPerInsert(
             args.train_ratio / args.batch_length,

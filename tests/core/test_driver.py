@@ -1,8 +1,10 @@
 """Driver semantics (serial and parallel) and failure handling of env worker processes."""
 
 import functools
+import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -53,19 +55,16 @@ class OnesPolicy:
 
 
 class Recorder:
-    """The callbacks of the shared driver; each test points them at fresh lists."""
+    """The step callback of the shared driver; each test points it at fresh lists."""
 
     def __init__(self):
         self.trans = None
-        self.episodes = None
+        self.order = None
 
     def on_step(self, tran, worker):
         if self.trans is not None:
             self.trans[worker].append(tran)
-
-    def on_episode(self, ep, worker):
-        if self.episodes is not None:
-            self.episodes.append((worker, ep))
+            self.order.append(worker)
 
 
 RECORDER = Recorder()
@@ -75,7 +74,6 @@ RECORDER = Recorder()
 def driver(request):
     driver = embodied.Driver([make_env, make_env], parallel=request.param == 'parallel')
     driver.on_step(RECORDER.on_step)
-    driver.on_episode(RECORDER.on_episode)
     yield driver
     driver.close()
 
@@ -84,7 +82,7 @@ def run(driver, **kwargs):
     policy = OnesPolicy()
     driver.reset(policy.init)
     RECORDER.trans = [[], []]
-    RECORDER.episodes = []
+    RECORDER.order = []
     driver(policy, **kwargs)
     return policy, RECORDER.trans
 
@@ -125,13 +123,12 @@ def test_callbacks_in_env_order_then_registration_order():
     driver = embodied.Driver([make_env, make_env], parallel=False)
     driver.reset(OnesPolicy().init)
     calls = []
-    driver.on_step(lambda tran, worker: calls.append(('a', worker)))
-    driver.on_step(lambda tran, worker: calls.append(('b', worker)))
-    driver.on_episode(lambda ep, worker: calls.append(('ep', worker)))
+    driver.on_step(lambda tran, worker: calls.append(('a', worker, bool(tran['is_last']))))
+    driver.on_step(lambda tran, worker: calls.append(('b', worker, bool(tran['is_last']))))
     driver(OnesPolicy(), steps=2 * (LENGTH + 1))
-    assert calls[:4] == [('a', 0), ('b', 0), ('a', 1), ('b', 1)]
-    # Episode callbacks run right after the step callbacks of the env's last transition.
-    assert calls[-6:] == [('a', 0), ('b', 0), ('ep', 0), ('a', 1), ('b', 1), ('ep', 1)]
+    assert calls[:4] == [('a', 0, False), ('b', 0, False), ('a', 1, False), ('b', 1, False)]
+    # Every callback has seen the end of env 0's episode before env 1's is handed out.
+    assert calls[-4:] == [('a', 0, True), ('b', 0, True), ('a', 1, True), ('b', 1, True)]
     driver.close()
 
 
@@ -148,13 +145,15 @@ def test_steps_and_episodes_counting(driver):
     assert len(trans[0]) == 2 * (LENGTH + 1)
 
 
-def test_on_episode_reports_score_length_and_transitions(driver):
-    run(driver, episodes=2)
-    episodes = RECORDER.episodes
-    assert [worker for worker, _ in episodes] == [0, 1]
-    for _, ep in episodes:
-        assert ep['score'] == LENGTH and ep['length'] == LENGTH
-        stacked = ep['transitions']
+def test_each_env_delivers_whole_episodes(driver):
+    _, trans = run(driver, episodes=2)
+    # The two episodes end on the same driver step, env 0's last transition first.
+    assert RECORDER.order[-2:] == [0, 1]
+    for seq in trans:
+        # One episode: from the is_first transition to the is_last one; its score sums every
+        # reward and its length counts env steps (transitions - 1).
+        assert sum(float(t['reward']) for t in seq) == LENGTH and len(seq) - 1 == LENGTH
+        stacked = elements.tree.map(lambda *xs: np.stack(xs), *seq)
         assert stacked['image'].shape == (LENGTH + 1, 4, 4, 3)
         assert stacked['is_first'].tolist() == [True] + [False] * LENGTH
         assert stacked['is_last'].tolist() == [False] * LENGTH + [True]
@@ -254,4 +253,62 @@ def test_killed_worker_raises_instead_of_hanging():
         driver(OnesPolicy(), steps=5)
     assert time.time() - start < 5
     assert info.value.index == 0
+    driver.close()
+
+
+class SpawningEnv(Dummy):
+    """Starts a multiprocessing child and a subprocess in its constructor, as simulators do."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.child = multiprocessing.get_context('spawn').Process(target=time.sleep, args=(120,))
+        self.child.start()
+        self.popen = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
+
+    @property
+    def obs_space(self):
+        return {**super().obs_space, 'log/children': elements.Space(np.int64, (2,))}
+
+    def step(self, action):
+        obs = super().step(action)
+        obs['log/children'] = np.array([self.child.pid, self.popen.pid], np.int64)
+        return obs
+
+
+def test_env_may_start_processes_and_close_ends_them():
+    driver = embodied.Driver([functools.partial(make_env, cls=SpawningEnv)] * 2, parallel=True)
+    driver.reset(OnesPolicy().init)
+    trans = []
+    driver.on_step(lambda tran, worker: trans.append(tran))
+    driver(OnesPolicy(), steps=2 * (LENGTH + 2))
+    assert len(trans) == 2 * (LENGTH + 2)
+    children = {int(pid) for tran in trans for pid in tran['log/children']}
+    assert len(children) == 4
+    for pid in children:
+        os.kill(pid, 0)  # running while the env works
+    driver.close()
+    # Closing the driver ends each worker together with the processes its env started.
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            wait_gone(pid)
+
+
+class NanEnv(Dummy):
+    """Returns a NaN in its float vector on the third step."""
+
+    def step(self, action):
+        obs = super().step(action)
+        self.calls = getattr(self, 'calls', 0) + 1
+        if self.calls == 3:
+            obs['vector'] = np.full(7, np.nan, np.float32)
+        return obs
+
+
+@pytest.mark.parametrize('parallel', [False, True])
+def test_nan_observation_names_the_env(parallel):
+    fns = [make_env, make_env, functools.partial(make_env, cls=NanEnv)]
+    driver = embodied.Driver(fns, parallel=parallel)
+    driver.reset(OnesPolicy().init)
+    with pytest.raises(ValueError, match=r"Observation 'vector' of env 2 contains NaN"):
+        driver(OnesPolicy(), steps=30)
     driver.close()
