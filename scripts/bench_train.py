@@ -16,7 +16,7 @@ import numpy as np
 import tqdm
 
 from dreamerv3 import config as configlib
-from dreamerv3 import main as mainlib
+from dreamerv3 import factories
 
 
 def random_batch(agent, config, rng):
@@ -45,7 +45,7 @@ def main():
     args, rest = parser.parse_known_args()
     config, _ = configlib.parse(['--logdir', '/tmp/bench_train', *rest])
     start = time.time()
-    agent = mainlib.make_agent(config)
+    agent = factories.make_factories(config)['make_agent']()
     import jax  # after the agent configured JAX
 
     build = time.time() - start

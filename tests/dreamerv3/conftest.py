@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import ruamel.yaml as yaml
 
+from dreamerv3 import factories
 from embodied.jax import nets
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -44,18 +45,7 @@ def load_config(*presets, **overrides):
     for name in presets:
         config = config.update(blocks[name])
     config = config.update(overrides)
-    keys = (
-        'logdir',
-        'seed',
-        'jax',
-        'batch_size',
-        'batch_length',
-        'replay_context',
-        'report_length',
-        'replica',
-        'replicas',
-    )
-    return elements.Config(**config.agent, **{k: config[k] for k in keys})
+    return factories.agent_config(config)
 
 
 def random_batch(spaces, batch, length, seed=0):

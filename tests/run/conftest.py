@@ -25,9 +25,9 @@ def fake_agent():
     """A factory for FakeAgent bound to the spaces of env 0 of a config."""
 
     def make(config):
-        from dreamerv3 import main as mainlib
+        from dreamerv3 import factories
 
-        env = mainlib.make_env(config, 0)
+        env = factories.make_env(config, 0)
         obs_space = {k: v for k, v in env.obs_space.items() if not k.startswith('log/')}
         act_space = {k: v for k, v in env.act_space.items() if k != 'reset'}
         env.close()

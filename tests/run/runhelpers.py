@@ -1,7 +1,6 @@
 """Helpers for the run-script tests: the command line as a user runs it, its output files and
 a fake agent that records how a run loop calls it."""
 
-import functools
 import json
 import pickle
 import subprocess
@@ -52,21 +51,16 @@ def checkpoint(directory, name):
 
 
 def load_config(logdir, *flags):
-    """The resolved debug config plus the factories main.py binds to it."""
+    """The resolved debug config, its factories but make_agent, and the run-script args."""
     from dreamerv3 import config as configlib
-    from dreamerv3 import main as mainlib
+    from dreamerv3 import factories
 
     config, _ = configlib.parse(
         ['--configs', 'debug', '--jax.platform', 'cpu', '--logdir', str(logdir), *flags]
     )
-    bind = functools.partial
-    fns = dict(
-        make_replay=bind(mainlib.make_replay, config),
-        make_env=bind(mainlib.make_env, config),
-        make_stream=bind(mainlib.make_stream, config),
-        make_logger=bind(mainlib.make_logger, config),
-    )
-    return config, fns, mainlib.make_args(config)
+    fns = factories.make_factories(config)
+    del fns['make_agent']  # the tests pass their own agent
+    return config, fns, factories.make_args(config)
 
 
 class FakeAgent:
