@@ -113,8 +113,9 @@ class Driver:
                     e.add_note(f'Raised by env {index} of the driver (serial mode).')
                     raise
         self._check_keys(obs)
+        for index, ob in enumerate(obs):
+            check_nan(ob, index)
         obs = {k: np.stack([np.asarray(x[k]) for x in obs]) for k in obs[0]}
-        self._check_nan(obs)
         logs = {k: v for k, v in obs.items() if k.startswith('log/')}
         obs = {k: v for k, v in obs.items() if not k.startswith('log/')}
         self.carry, acts, outs = policy(self.carry, obs)
@@ -143,19 +144,6 @@ class Driver:
                     'same keys.'
                 )
 
-    def _check_nan(self, obs):
-        for key, value in obs.items():
-            if key.startswith('log/') or not np.issubdtype(value.dtype, np.floating):
-                continue
-            bad = np.isnan(value.reshape(self.length, -1)).any(1)
-            if bad.any():
-                index = int(np.argmax(bad))
-                raise ValueError(
-                    f'Observation {key!r} of env {index} contains NaN (envs with NaN: '
-                    f'{np.flatnonzero(bad).tolist()}); the environment produced an invalid '
-                    'observation, e.g. an unstable simulation or a bad preprocessing step.'
-                )
-
     def _check_outputs(self, acts, outs):
         if 'reset' in acts:
             raise ValueError(
@@ -173,6 +161,19 @@ class Driver:
                     f'The policy action {key!r} has shape {value.shape} but needs a leading '
                     f'batch axis of {self.length} (one row per env).'
                 )
+
+
+def check_nan(obs: dict, index: int) -> None:
+    """Raise ValueError naming env `index` when a float observation (not `log/`) holds NaN."""
+    for key, value in obs.items():
+        value = np.asarray(value)
+        if key.startswith('log/') or not np.issubdtype(value.dtype, np.floating):
+            continue
+        if np.isnan(value).any():
+            raise ValueError(
+                f'Observation {key!r} of env {index} contains NaN; the environment produced an '
+                'invalid observation (e.g. an unstable simulation or a bad preprocessing step).'
+            )
 
 
 def zero_where(value: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import elements
 import numpy as np
 import portal
 
-from ..core import clock
+from ..core import clock, driver
 from . import remote
 
 
@@ -34,6 +34,7 @@ def run(make_env, env_id, args, is_eval):
             with elements.timer.section('env_step'):
                 obs = env.step(act)
             obs = {k: np.asarray(v) for k, v in obs.items()}
+            driver.check_nan(obs, env_id)
             if reporter:
                 reporter.step(obs)
             obs['envid'] = np.int32(env_id)

@@ -10,7 +10,16 @@ import portal
 import pytest
 from runhelpers import load_config
 
-from embodied.run import checkpoints, logger_role, parallel, parallel_agent, remote, replay_role
+from embodied.envs.dummy import Dummy
+from embodied.run import (
+    checkpoints,
+    env_role,
+    logger_role,
+    parallel,
+    parallel_agent,
+    remote,
+    replay_role,
+)
 
 
 def raise_error():
@@ -249,3 +258,23 @@ def test_metrics_sent_between_roles_keep_their_rank():
     )
     assert sent['loss'].shape == () and sent['text'] == 'summary'
     assert sent['video'].shape == (2, 4, 2, 3) and sent['video'].flags['C_CONTIGUOUS']
+
+
+class NanEnv(Dummy):
+    """Every observation has NaN in its float vector."""
+
+    def _obs(self, *args, **kwargs):
+        return {**super()._obs(*args, **kwargs), 'vector': np.full(7, np.nan, np.float32)}
+
+
+def test_env_role_names_the_env_of_a_nan_observation(tmp_path):
+    _, _, args = load_config(tmp_path)
+    port = portal.free_port()
+    actor = portal.Server(port, 'FakeActor')  # the env connects before its first step
+    actor.start(block=False)
+    try:
+        args = args.update({'actor_addr': f'localhost:{port}'})
+        with pytest.raises(ValueError, match=r"Observation 'vector' of env 3 contains NaN"):
+            env_role.run(lambda env_id: NanEnv('nan', size=(4, 4)), 3, args, is_eval=False)
+    finally:
+        actor.close()
