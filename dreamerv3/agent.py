@@ -38,16 +38,6 @@ def sample(dists):
     return {k: v.sample(nj.seed()) for k, v in dists.items()}
 
 
-def where(cond, lhs, rhs):
-    """Per-row select between two pytrees; `cond` has shape (B,)."""
-
-    def fn(x, y):
-        c = cond.reshape(cond.shape + (1,) * (x.ndim - 1))
-        return jnp.where(c, x, y)
-
-    return jax.tree.map(fn, lhs, rhs)
-
-
 def lambda_return(last, term, rew, boot, disc, lam):
     """λ-returns R_0..R_{T-2} of (N, T) sequences, bootstrapped from `boot` (spec 4.2).
 
@@ -420,12 +410,7 @@ class Model:
         """Global norm of the gradient of each mean loss w.r.t. all trained parameters."""
         keys = sorted(self.scales)
         context = dict(nj.context())
-        prefixes = tuple(f'{module.path}/' for module in self.modules)
-        params = {
-            k: v
-            for k, v in context.items()
-            if k.startswith(prefixes) and jnp.issubdtype(v.dtype, jnp.floating)
-        }
+        params = opt.trainable_params(self.modules, context)
         seed = nj.seed()
 
         def means(params):
@@ -480,8 +465,8 @@ class Model:
         rep_prevact = {k: data[k][:, C - 1 : -1] for k in self.act_space}
         # Rows that start a sampled sequence have no carried state; they use the stored one.
         first = data['consec'][:, 0] == 0
-        carry = where(first, rep_carry, carry)
-        prevact = where(first, rep_prevact, rhs(prevact))
+        carry = nets.where(first, rep_carry, carry)
+        prevact = nets.where(first, rep_prevact, rhs(prevact))
         return carry, rhs(obs), prevact, rhs(stepid)
 
 

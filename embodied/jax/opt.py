@@ -1,12 +1,16 @@
-"""The optimiser: optax transforms of spec 6.1-6.3 and a ninjax module that applies them.
+"""The optimiser: an optax chain and a ninjax module that applies it.
 
 Update rule per parameter tensor: adaptive gradient clipping -> RMS scaling -> momentum on the
 normalised update -> optional decoupled weight decay on kernels -> learning-rate schedule.
-With `momentum=False` the momentum transform is left out, which equals beta1 = 0.
+With `momentum=False` the momentum transform is left out, which equals beta1 = 0. The RMS
+scaling and the moment helpers are optax's; the clipping is written here because optax's
+`adaptive_grad_clip` clips per unit (row of a kernel), while this rule clips per tensor.
 """
 
 import math
 import re
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,9 +28,15 @@ SCALE_MIN, SCALE_MAX = 1e-4, 1e5
 SCALE_PATIENCE = 1000
 MAX_SKIPS = 1000
 
+# The moment helpers live in optax.tree_utils in every optax release this project supports.
+_update_moment = optax.tree_utils.tree_update_moment
+_bias_correction = optax.tree_utils.tree_bias_correction
 
-def clip_by_agc(clip=0.3, pmin=1e-3):
+
+def clip_by_agc(clip: float = 0.3, pmin: float = 1e-3) -> optax.GradientTransformation:
     """Scale each gradient tensor so that its norm is at most clip * max(pmin, param norm)."""
+
+    # Per tensor on purpose: optax.adaptive_grad_clip takes norms per output unit instead.
 
     def init_fn(params):
         return optax.EmptyState()
@@ -48,60 +58,52 @@ def clip_by_agc(clip=0.3, pmin=1e-3):
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def scale_by_rms(beta=0.999, eps=1e-20):
-    """Divide by the root of a debiased EMA of squared gradients."""
-
-    def init_fn(params):
-        nu = jax.tree.map(lambda x: jnp.zeros(x.shape, f32), params)
-        return jnp.zeros((), i32), nu
-
-    def update_fn(updates, state, params=None):
-        count, nu = state
-        count = optax.safe_int32_increment(count)
-        nu = jax.tree.map(
-            lambda v, g: beta * v + (1 - beta) * jnp.square(g.astype(f32)), nu, updates
-        )
-        corr = 1 - beta ** count.astype(f32)
-        updates = jax.tree.map(lambda g, v: g / (jnp.sqrt(v / corr) + eps), updates, nu)
-        return updates, (count, nu)
-
-    return optax.GradientTransformation(init_fn, update_fn)
+def scale_by_rms(beta: float = 0.999, eps: float = 1e-20) -> optax.GradientTransformation:
+    """Divide by the root of a debiased EMA of squared gradients, eps outside the root."""
+    return optax.scale_by_rms(beta, eps, eps_in_sqrt=False, bias_correction=True)
 
 
-def scale_by_momentum(beta=0.9, nesterov=False):
+class MomentumState(NamedTuple):
+    """Update count and the EMA of the incoming updates."""
+
+    count: jax.Array
+    mu: optax.Updates
+
+
+def scale_by_momentum(beta: float = 0.9, nesterov: bool = False) -> optax.GradientTransformation:
     """Debiased EMA of the incoming updates (optionally with a Nesterov look-ahead)."""
 
     def init_fn(params):
         mu = jax.tree.map(lambda x: jnp.zeros(x.shape, f32), params)
-        return jnp.zeros((), i32), mu
+        return MomentumState(jnp.zeros((), i32), mu)
 
     def update_fn(updates, state, params=None):
-        count, mu = state
-        count = optax.safe_int32_increment(count)
-        k = count.astype(f32)
-        mu = jax.tree.map(lambda m, u: beta * m + (1 - beta) * u.astype(f32), mu, updates)
+        count = optax.safe_int32_increment(state.count)
+        mu = _update_moment(updates, state.mu, beta, 1)
         if nesterov:
             # Look ahead one step: the next moment if the same update arrived again.
             out = jax.tree.map(
-                lambda m, u: beta * m / (1 - beta ** (k + 1)) + (1 - beta) * u / (1 - beta**k),
-                mu,
-                updates,
+                lambda m, u: beta * m + (1 - beta) * u,
+                _bias_correction(mu, beta, optax.safe_int32_increment(count)),
+                _bias_correction(updates, beta, count),
             )
         else:
-            out = jax.tree.map(lambda m: m / (1 - beta**k), mu)
-        return out, (count, mu)
+            out = _bias_correction(mu, beta, count)
+        return out, MomentumState(count, mu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def add_decayed_weights(wd, regex=r'/kernel$'):
+def add_decayed_weights(wd: float, regex: str = r'/kernel$') -> optax.GradientTransformation:
     """Add wd * param to the update of every parameter whose name matches regex (re.search)."""
     pattern = re.compile(regex)
     mask = lambda params: {k: bool(pattern.search(k)) for k in params}
     return optax.add_decayed_weights(wd, mask)
 
 
-def make_schedule(lr, schedule='const', warmup=0, anneal=0):
+def make_schedule(
+    lr: float, schedule: str = 'const', warmup: int = 0, anneal: int = 0
+) -> optax.Schedule:
     """Learning rate as a function of the number of previous updates."""
     lr, warmup, anneal = float(lr), int(warmup), int(anneal)
     if schedule == 'const':
@@ -115,7 +117,7 @@ def make_schedule(lr, schedule='const', warmup=0, anneal=0):
         if schedule == 'linear':
             sched = optax.linear_schedule(lr, 0.1 * lr, anneal - warmup)
         else:
-            # alpha is the final fraction: decay to 0.1 * lr (spec 14.13).
+            # alpha is the final fraction: the cosine ends at 0.1 * lr, as the linear one does.
             sched = optax.cosine_decay_schedule(lr, anneal - warmup, alpha=0.1)
     else:
         raise ValueError(f"Unknown schedule '{schedule}': use const, linear or cosine.")
@@ -126,20 +128,20 @@ def make_schedule(lr, schedule='const', warmup=0, anneal=0):
 
 
 def make_chain(
-    lr=4e-5,
-    agc=0.3,
-    eps=1e-20,
-    beta1=0.9,
-    beta2=0.999,
-    momentum=True,
-    wd=0.0,
-    schedule='const',
-    warmup=1000,
-    anneal=0,
-    nesterov=False,
-    wdregex=r'/kernel$',
-):
-    """The optax chain of spec 6.1-6.2 (config keys of `agent.opt`)."""
+    lr: float = 4e-5,
+    agc: float = 0.3,
+    eps: float = 1e-20,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    momentum: bool = True,
+    wd: float = 0.0,
+    schedule: str = 'const',
+    warmup: int = 1000,
+    anneal: int = 0,
+    nesterov: bool = False,
+    wdregex: str = r'/kernel$',
+) -> optax.GradientTransformation:
+    """The optimiser chain described at the top of this module (config keys of `agent.opt`)."""
     chain = [
         clip_by_agc(float(agc)),
         scale_by_rms(float(beta2), float(eps)),
@@ -152,7 +154,7 @@ def make_chain(
     return optax.chain(*chain)
 
 
-def summarize(counts, depth=1, name='opt'):
+def summarize(counts: dict[str, int], depth: int = 1, name: str = 'opt') -> str:
     """Text table of parameter counts grouped by name prefixes up to `depth` components."""
     groups = {}
     for key, count in counts.items():
@@ -164,6 +166,24 @@ def summarize(counts, depth=1, name='opt'):
     for prefix, count in sorted(groups.items(), key=lambda x: (-x[1], x[0])):
         lines.append(f'{count:>14,} {prefix}')
     return '\n'.join(lines)
+
+
+def trainable_params(modules: Sequence[nj.Module], context: dict | None = None) -> dict:
+    """The float entries of the ninjax context under the paths of `modules` (name -> array)."""
+    context = nj.context() if context is None else context
+    prefixes = tuple(m.path + '/' for m in modules)
+    params = {
+        k: v
+        for k, v in context.items()
+        if k.startswith(prefixes) and jnp.issubdtype(v.dtype, jnp.floating)
+    }
+    if not params:
+        paths = [m.path for m in modules]
+        raise RuntimeError(
+            f'Modules {paths} have no float parameters; the loss function must use them '
+            'before the optimizer can train them.'
+        )
+    return params
 
 
 class Optimizer(nj.Module):
@@ -179,7 +199,9 @@ class Optimizer(nj.Module):
 
     summary_depth: int = 1
 
-    def __init__(self, modules, chain):
+    def __init__(
+        self, modules: nj.Module | Sequence[nj.Module], chain: optax.GradientTransformation
+    ):
         self.modules = list(modules) if isinstance(modules, (list, tuple)) else [modules]
         self.chain = chain
         self.step = nj.Variable(jnp.array, 0, i32, name='step')
@@ -189,7 +211,7 @@ class Optimizer(nj.Module):
             self.grad_scale = nj.Variable(jnp.array, SCALE_INIT, f32, name='grad_scale')
             self.good_steps = nj.Variable(jnp.array, 0, i32, name='good_steps')
 
-    def __call__(self, lossfn, *args, has_aux=False, **kwargs):
+    def __call__(self, lossfn: Callable, *args: Any, has_aux: bool = False, **kwargs: Any):
         """Take one optimiser step; returns metrics (and the loss function's aux)."""
 
         def scaled(*args, **kwargs):
@@ -206,10 +228,10 @@ class Optimizer(nj.Module):
 
         if nj.creating():
             loss, aux = scaled(*args, **kwargs)
-            params = self._params()
+            params = trainable_params(self.modules)
             grads = jax.tree.map(jnp.zeros_like, params)
         else:
-            targets = [re.escape(k) for k in self._params()]
+            targets = [re.escape(k) for k in trainable_params(self.modules)]
             loss, params, grads, aux = nj.grad(scaled, targets, has_aux=True)(*args, **kwargs)
         counts = {k: math.prod(v.shape) for k, v in params.items()}
         if nj.creating():
@@ -249,22 +271,6 @@ class Optimizer(nj.Module):
         metrics['param_count'] = jnp.asarray(sum(counts.values()), f32)
         metrics = {f'{self.name}/{k}': v for k, v in metrics.items()}
         return (metrics, aux) if has_aux else metrics
-
-    def _params(self):
-        ctx = nj.context()
-        prefixes = tuple(m.path + '/' for m in self.modules)
-        params = {
-            k: v
-            for k, v in ctx.items()
-            if k.startswith(prefixes) and jnp.issubdtype(v.dtype, jnp.floating)
-        }
-        if not params:
-            paths = [m.path for m in self.modules]
-            raise RuntimeError(
-                f'{self.path}: modules {paths} have no float parameters; the loss function '
-                'must use them before the optimizer can train them.'
-            )
-        return params
 
     def _update_scale(self, finite):
         good = self.good_steps.read()
