@@ -7,6 +7,7 @@ checkpoint its position. Sources that are plain iterators (no save/load) count a
 import queue
 import threading
 
+import elements
 import numpy as np
 
 
@@ -19,16 +20,6 @@ def _load(source, state):
     """Restore a source's state when it supports that."""
     if hasattr(source, 'load'):
         source.load(state)
-
-
-def _concat(parts):
-    """Concatenate a list of equally structured nests of arrays along axis 0."""
-    first = parts[0]
-    if isinstance(first, dict):
-        return {k: _concat([part[k] for part in parts]) for k in first}
-    if isinstance(first, (list, tuple)):
-        return type(first)(_concat([part[i] for part in parts]) for i in range(len(first)))
-    return np.concatenate(parts, 0)
 
 
 class Stream:
@@ -257,7 +248,8 @@ class Zip(Stream):
     def __next__(self):
         if self.iterators is None:
             self.iterators = [iter(source) for source in self.sources]
-        return _concat([next(it) for it in self.iterators])
+        parts = [next(it) for it in self.iterators]
+        return elements.tree.map(lambda *xs: np.concatenate(xs, 0), *parts)
 
     def save(self):
         return [_save(it) for it in (self.iterators or self.sources)]

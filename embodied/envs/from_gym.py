@@ -82,7 +82,7 @@ class FromGym(Env):
             self._done = False
             return self._obs(self._reset(), 0.0, is_first=True)
         if self._act_dict:
-            act = unflatten({k: self._to_gym(k, action[k]) for k in self._act_gym})
+            act = elements.tree.nestdict({k: self._to_gym(k, action[k]) for k in self._act_gym})
         else:
             act = self._to_gym(self._act_key, action[self._act_key])
         result = self._env.step(act)
@@ -209,18 +209,6 @@ def flatten(nest, prefix=None):
             result.update(flatten(value, key))
         else:
             result[key] = value
-    return result
-
-
-def unflatten(flat):
-    """Invert `flatten`: split `/`-joined keys back into nested dicts."""
-    result = {}
-    for key, value in flat.items():
-        *parents, leaf = key.split('/')
-        node = result
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
     return result
 
 

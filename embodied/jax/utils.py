@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import ninjax as nj
 
+from .transform import DATA_AXES
+
 f32 = jnp.float32
 i32 = jnp.int32
 sg = jax.lax.stop_gradient
-
-DATA_AXES = ('d', 'f')
 
 
 def data_axes():
