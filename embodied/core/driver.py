@@ -1,6 +1,7 @@
 """Steps a batch of environments with a policy and hands every transition to callbacks."""
 
 import functools
+import signal
 import traceback
 import weakref
 
@@ -31,8 +32,9 @@ class Driver:
     raise `WorkerError` naming the env index and carrying the worker's traceback. Otherwise the
     envs are created and stepped in this process. Workers are ordinary (not daemon) processes,
     so an env may start processes of its own; closing the driver ends each worker with its whole
-    process tree. A step that hangs forever is not detected (there is no step timeout), a dead
-    worker is.
+    process tree. Workers ignore SIGINT and SIGTERM: the process that owns the driver decides
+    when to stop and closes it. A step that hangs forever is not detected (there is no step
+    timeout), a dead worker is.
 
     One driver step sends each env its pending action, stacks the observations, checks that no
     float observation holds NaN (the error names the env), splits off `log/` keys, calls
@@ -286,6 +288,10 @@ class _Workers:
 
 
 def _worker(make_env, conn):
+    # A Ctrl-C in a terminal reaches the whole process group. The parent decides when to stop
+    # (often after a last update and save) and then closes the workers, so they ignore it.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     env = None
     try:
         env = make_env()
@@ -302,8 +308,6 @@ def _worker(make_env, conn):
                 break
             else:
                 raise ValueError(f'Unknown worker command {command!r}.')
-    except KeyboardInterrupt:
-        pass
     except Exception:
         try:
             conn.send(('error', traceback.format_exc()))

@@ -243,6 +243,22 @@ def wait_gone(pid, timeout=5):
         time.sleep(0.05)
 
 
+def test_workers_ignore_interrupts_until_closed():
+    driver = embodied.Driver([make_env, make_env], parallel=True)
+    driver.reset(OnesPolicy().init)
+    driver(OnesPolicy(), steps=2)
+    # A Ctrl-C in a terminal reaches every worker; the owner of the driver decides to stop.
+    for pid in driver.pids:
+        os.kill(pid, signal.SIGINT)
+        os.kill(pid, signal.SIGTERM)
+    time.sleep(0.5)
+    driver(OnesPolicy(), steps=4)
+    driver.close()
+    for pid in driver.pids:
+        with pytest.raises(ProcessLookupError):
+            wait_gone(pid)
+
+
 def test_killed_worker_raises_instead_of_hanging():
     driver = embodied.Driver([make_env], parallel=True)
     driver.reset(OnesPolicy().init)
