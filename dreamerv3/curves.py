@@ -1,0 +1,255 @@
+"""Episode-score curves of runs (their scores.jsonl) and of published score files, in one form.
+
+Both count x in environment frames: the logger multiplies agent steps by the suite's action
+repeat before it writes scores.jsonl, and the published files use frames, too.
+"""
+
+import dataclasses
+import gzip
+import json
+import pathlib
+import re
+import sys
+
+import numpy as np
+import ruamel.yaml as yaml
+
+# Multi-host runs keep the other processes' files in these subfolders of process 0's logdir.
+PROCESS_FOLDER = re.compile(r'^process\d+$')
+REFERENCE_KEYS = ('task', 'method', 'seed', 'xs', 'ys')
+
+
+class InputError(Exception):
+    """A logdir or score file the tools cannot read; the message says what to fix."""
+
+
+@dataclasses.dataclass
+class Curve:
+    """One seed's episode scores on one task."""
+
+    task: str  # as the published files name it, e.g. atari_pong for atari100k_pong
+    method: str
+    seed: str
+    suite: str  # the benchmark, which fixes the scoring protocol: atari100k, atari, dmc, ...
+    xs: np.ndarray  # environment frames
+    ys: np.ndarray
+    budget: float | None  # environment frames of the whole run, when known
+    source: str
+
+
+def fail(message: str) -> None:
+    """Print a command-line error without a traceback and exit with status 2."""
+    print(f'dreamerv3: error: {message}', file=sys.stderr)
+    sys.exit(2)
+
+
+def published_task(task: str) -> str:
+    """The task name the published files use: they file Atari 100k games under atari_."""
+    suite, _, name = task.partition('_')
+    return f'atari_{name}' if suite == 'atari100k' else task
+
+
+def benchmark(task: str, atari100k: bool = False) -> str:
+    """The benchmark of a published task name: its suite, or atari100k for the 100k budget."""
+    return 'atari100k' if atari100k else task.split('_', 1)[0]
+
+
+def read_config(logdir: pathlib.Path) -> dict:
+    """The run's config.yaml as a nested dict, or {} when the logdir has none."""
+    path = logdir / 'config.yaml'
+    if not path.exists():
+        return {}
+    try:
+        return yaml.YAML(typ='safe').load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise InputError(f'{path} is not valid YAML ({e}).') from e
+
+
+def frames_per_step(config: dict) -> int:
+    """Environment frames per agent step: the action repeat of the run's suite (1 if none)."""
+    suite = str(config.get('task', '')).split('_', 1)[0]
+    return int((config.get('env', {}).get(suite) or {}).get('repeat', 1))
+
+
+def read_jsonl(path: pathlib.Path) -> list[dict]:
+    """The records of a JSONL file; a torn last line of a running logger is left out."""
+    records = []
+    if not path.exists():
+        return records
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def step_series(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and values of `key`, one value per step, steps increasing.
+
+    A run resumed from a checkpoint logs again from the checkpoint's step, so a record whose
+    step is not above the one before it replaces all earlier records at or after its step:
+    the last record written for a step wins.
+    """
+    kept = []
+    for record in records:
+        if key not in record or record[key] is None or 'step' not in record:
+            continue
+        step = float(record['step'])
+        while kept and kept[-1][0] >= step:
+            kept.pop()
+        kept.append((step, float(record[key])))
+    if not kept:
+        return np.zeros(0), np.zeros(0)
+    xs, ys = np.array(kept).T
+    return xs, ys
+
+
+def is_run(folder: pathlib.Path) -> bool:
+    """Whether a folder is a run's logdir."""
+    return (folder / 'config.yaml').exists() or (folder / 'scores.jsonl').exists()
+
+
+def find_runs(paths: list[str]) -> list[pathlib.Path]:
+    """The run logdirs in `paths`: each path is a logdir or a folder holding logdirs."""
+    runs = []
+    for path in paths:
+        path = pathlib.Path(path).expanduser()
+        if not path.is_dir():
+            raise InputError(f"Logdir '{path}' does not exist or is not a folder.")
+        if is_run(path):
+            runs.append(path)
+            continue
+        found = sorted(
+            folder.parent
+            for folder in path.rglob('config.yaml')
+            if not PROCESS_FOLDER.match(folder.parent.name)
+        )
+        # A run inside another run's folder (e.g. env logs) is not a run of its own.
+        found = [f for f in found if not any(o in f.parents for o in found)]
+        if not found:
+            print(f'Skipping {path}: it holds no config.yaml or scores.jsonl.')
+        runs += found
+    return runs
+
+
+def load_run(logdir: pathlib.Path, method: str | None = None, key='episode/score') -> Curve | None:
+    """The score curve of one logdir, or None (with a message) when it has no scores yet."""
+    config = read_config(logdir)
+    xs, ys = step_series(read_jsonl(logdir / 'scores.jsonl'), key)
+    if not len(xs):
+        print(f'Skipping {logdir}: no {key} in scores.jsonl yet.')
+        return None
+    task = str(config.get('task', 'unknown'))
+    steps = config.get('run', {}).get('steps')
+    budget = float(steps) * frames_per_step(config) if steps is not None else None
+    return Curve(
+        task=published_task(task),
+        method=method or logdir.resolve().parent.name,
+        seed=logdir.name,
+        suite=benchmark(published_task(task), task.startswith('atari100k_')),
+        xs=xs,
+        ys=ys,
+        budget=budget,
+        source=str(logdir),
+    )
+
+
+def load_runs(paths: list[str], method: str | None = None, key='episode/score') -> list[Curve]:
+    """The score curves of every run found in `paths` that has scores."""
+    curves = []
+    for logdir in find_runs(paths):
+        curve = load_run(logdir, method, key)
+        if curve:
+            curves.append(curve)
+    return curves
+
+
+def load_reference(path: str, suite: str | None = None) -> list[Curve]:
+    """The curves of a published score file: a JSON list of {task, method, seed, xs, ys}."""
+    path = pathlib.Path(path).expanduser()
+    if not path.is_file():
+        raise InputError(f"Score file '{path}' does not exist.")
+    opener = gzip.open if path.name.endswith('.gz') else open
+    try:
+        with opener(path, 'rt') as f:
+            records = json.load(f)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"Score file '{path}' is not (gzipped) JSON: {e}.") from e
+    if not isinstance(records, list) or not all(
+        isinstance(r, dict) and all(k in r for k in REFERENCE_KEYS) for r in records
+    ):
+        raise InputError(
+            f"Score file '{path}' is not a list of records with the keys "
+            f'{", ".join(REFERENCE_KEYS)}.'
+        )
+    # Atari 100k files name their games atari_<game> like Atari 57 files; only the file's
+    # name (atari100k-dreamerv3.json.gz) tells the two apart.
+    atari100k = path.name.startswith('atari100k')
+    curves = []
+    for record in records:
+        pairs = [(x, y) for x, y in zip(record['xs'], record['ys']) if x is not None]
+        pairs = [(x, y) for x, y in pairs if y is not None and np.isfinite(y)]
+        xs, ys = np.array(pairs, float).reshape(-1, 2).T
+        order = np.argsort(xs, kind='stable')
+        curves.append(
+            Curve(
+                task=record['task'],
+                method=str(record['method']),
+                seed=str(record['seed']),
+                suite=suite or benchmark(record['task'], atari100k),
+                xs=xs[order],
+                ys=ys[order],
+                budget=None,
+                source=str(path),
+            )
+        )
+    # Published runs carry no budget: it is the longest run of the task in the file.
+    longest = {}
+    for curve in curves:
+        if len(curve.xs):
+            longest[curve.task] = max(longest.get(curve.task, 0.0), float(curve.xs[-1]))
+    for curve in curves:
+        curve.budget = longest.get(curve.task)
+    return curves
+
+
+def load_references(paths: list[str], suite: str | None = None) -> list[Curve]:
+    """The curves of several published files; a method two files share gets the file's name."""
+    loaded = [load_reference(path, suite) for path in paths]
+    seen = {}
+    for curves in loaded:
+        for curve in curves:
+            seen.setdefault((curve.suite, curve.method), set()).add(curve.source)
+    for curves in loaded:
+        for curve in curves:
+            if len(seen[(curve.suite, curve.method)]) > 1:
+                curve.method = f'{curve.method} ({pathlib.Path(curve.source).name.split(".")[0]})'
+    return [curve for curves in loaded for curve in curves]
+
+
+def rename_published(runs: list[Curve], published: list[Curve]) -> None:
+    """Keep published seeds apart from runs: a published method named like a run's is renamed."""
+    names = {curve.method for curve in runs}
+    for curve in published:
+        if curve.method in names:
+            curve.method = f'{curve.method} (published)'
+
+
+def load(
+    logdirs: list[str],
+    references: list[str],
+    method: str | None = None,
+    key: str = 'episode/score',
+    suite: str | None = None,
+) -> tuple[list[Curve], list[Curve]]:
+    """The curves of the runs in `logdirs` and of the published files; exits 2 on bad input."""
+    try:
+        runs = load_runs(logdirs, method, key)
+        published = load_references(references, suite)
+    except InputError as e:
+        fail(str(e))
+    rename_published(runs, published)
+    return runs, published

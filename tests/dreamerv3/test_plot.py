@@ -1,0 +1,136 @@
+"""python -m dreamerv3.plot on synthetic logdirs and score files: the image and the binned CSV."""
+
+import csv
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dreamerv3 import plot
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DATA = ROOT / 'tests' / 'data'
+PNG = b'\x89PNG\r\n\x1a\n'
+
+
+def write_run(logdir, records, task='dmc_walker_walk', steps=1000):
+    """A logdir with a config.yaml and a scores.jsonl of (step, score) records."""
+    logdir.mkdir(parents=True)
+    logdir.joinpath('config.yaml').write_text(f'task: {task}\nseed: 0\nrun: {{steps: {steps}}}\n')
+    lines = [json.dumps({'step': s, 'episode/score': y}) for s, y in records]
+    logdir.joinpath('scores.jsonl').write_text('\n'.join(lines) + '\n')
+
+
+def run_plot(*args, out):
+    return subprocess.run(
+        [sys.executable, '-m', 'dreamerv3.plot', *map(str, args), '--out', str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
+
+
+def read_csv(path):
+    with path.open() as f:
+        return [
+            {k: (v if k in ('task', 'method') else float(v)) for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
+
+
+@pytest.fixture
+def logdirs(tmp_path):
+    """Two methods on one task: a resumed run, a run in progress and one without scores."""
+    steps = range(100, 1001, 100)
+    write_run(tmp_path / 'runs' / 'alpha' / 's1', [(x, x / 100) for x in steps])
+    # Resumed at 300 after a crash at 600: the records from 300 on are written twice.
+    resumed = [(x, 0.0) for x in range(100, 601, 100)] + [(x, 10.0) for x in range(300, 1001, 100)]
+    write_run(tmp_path / 'runs' / 'alpha' / 's2', resumed)
+    write_run(tmp_path / 'runs' / 'beta' / 'b1', [(x, 2.0) for x in steps])
+    write_run(tmp_path / 'runs' / 'beta' / 'b2', [(x, 4.0) for x in range(100, 401, 100)])
+    (tmp_path / 'runs' / 'beta' / 'empty').mkdir()
+    (tmp_path / 'runs' / 'beta' / 'empty' / 'config.yaml').write_text('task: dmc_walker_walk\n')
+    return tmp_path / 'runs'
+
+
+def test_runs_binned_with_resume_progress_and_skips(logdirs, tmp_path):
+    out = tmp_path / 'plot.png'
+    result = run_plot(logdirs / 'alpha', logdirs / 'beta', '--bins', '2', out=out)
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes().startswith(PNG) and out.stat().st_size > 5000
+    assert 'Skipping' in result.stdout and 'empty' in result.stdout
+    assert 'Wrote' in result.stdout and '1 tasks, 2 methods' in result.stdout
+    rows = read_csv(tmp_path / 'plot.csv')
+    by = {(r['method'], r['x']): r for r in rows}
+    # Bins [0, 500) and [500, 1000]. alpha: s1 averages 1..4 and 5..10; s2 keeps the resumed
+    # records, 0 0 10 10 and then 10s.
+    assert by[('alpha', 250)]['mean'] == pytest.approx(3.75)
+    assert by[('alpha', 250)]['high'] - by[('alpha', 250)]['mean'] == pytest.approx(1.25)
+    assert by[('alpha', 750)]['mean'] == pytest.approx(8.75)
+    assert by[('alpha', 750)]['seeds'] == 2
+    # beta: b2 stopped at 400, so only b1 reaches the second bin.
+    assert by[('beta', 250)]['mean'] == 3 and by[('beta', 250)]['seeds'] == 2
+    assert by[('beta', 750)]['mean'] == 2 and by[('beta', 750)]['seeds'] == 1
+    assert {r['task'] for r in rows} == {'dmc_walker_walk'}
+
+
+def test_method_flag_and_minmax_spread(logdirs, tmp_path):
+    out = tmp_path / 'one.png'
+    result = run_plot(logdirs, '--method', 'mine', '--bins', '2', '--spread', 'minmax', out=out)
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(tmp_path / 'one.csv')
+    assert {r['method'] for r in rows} == {'mine'}
+    first = [r for r in rows if r['x'] == 250][0]
+    # Seeds of the first bin: 2.5, 5, 2, 4.
+    assert first['seeds'] == 4 and first['low'] == 2 and first['high'] == 5
+
+
+def test_reference_curves_against_a_run(tmp_path):
+    write_run(
+        tmp_path / 'mine' / 'pong',
+        [(x, -20 + x / 2e4) for x in range(4000, 440001, 4000)],
+        task='atari100k_pong',
+        steps=110000,
+    )
+    out = tmp_path / 'ref.png'
+    result = run_plot(tmp_path / 'mine', '--reference', DATA / 'atari100k-tiny.json', out=out)
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(tmp_path / 'ref.csv')
+    # The run names its task atari100k_pong; the published files file it as atari_pong, and only
+    # the runs' tasks are drawn.
+    assert {r['task'] for r in rows} == {'atari_pong'}
+    assert {r['method'] for r in rows} == {'mine', 'tiny'}
+    assert max(r['x'] for r in rows) < 440000
+
+
+def test_reference_only_one_panel_per_task(tmp_path):
+    out = tmp_path / 'all.png'
+    result = run_plot(
+        '--reference', DATA / 'atari100k-tiny.json', '--tasks', 'pong|boxing', out=out
+    )
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(tmp_path / 'all.csv')
+    assert {r['task'] for r in rows} == {'atari_pong', 'atari_boxing'}
+    assert out.read_bytes().startswith(PNG)
+
+
+def test_nothing_to_plot_exits_2(tmp_path):
+    (tmp_path / 'empty').mkdir()
+    for args in ([], [tmp_path / 'empty'], [tmp_path / 'missing']):
+        result = run_plot(*args, out=tmp_path / 'x.png')
+        assert result.returncode == 2, result
+        assert 'error:' in result.stderr and 'Traceback' not in result.stderr
+    assert not (tmp_path / 'x.png').exists()
+
+
+def test_bin_curve_interpolates_inside_and_leaves_the_rest_empty():
+    edges = np.linspace(0, 10, 6)
+    values = plot.bin_curve(np.array([1.0, 5.5]), np.array([2.0, 6.0]), edges)
+    # Bins 0 and 2 hold a score, bin 1 between them is interpolated, bins 3 and 4 are past
+    # the seed's last episode.
+    assert values[:3] == pytest.approx([2, 4, 6])
+    assert np.isnan(values[3:]).all()
