@@ -1,5 +1,6 @@
 """Command line: parse the config, build the factories and dispatch to a run script."""
 
+import contextlib
 import functools
 import importlib
 import sys
@@ -41,7 +42,10 @@ def main(argv=None):
     from embodied.run.checkpoints import CheckpointError
 
     try:
-        run(config)
+        # Settings that cannot work fail here, before the logdir or its config.yaml exist.
+        check_setup(config)
+        with lock_logdir(config):
+            run(config)
     except (configlib.ConfigError, CheckpointError, SetupError) as e:
         fail(str(e))
 
@@ -56,13 +60,11 @@ def run(config):
     """Write config.yaml, set up portal and start the script the config names."""
     import portal
 
-    from embodied.run.checkpoints import CheckpointError
+    from embodied.run.checkpoints import CheckpointError, SaveFailed
 
-    if config.script != 'parallel_replay':
-        check_task(config.task)
     logdir = elements.Path(config.logdir)
     previous = None
-    if not config.script.endswith(('_env', '_replay')):
+    if writes_logdir(config.script):
         logdir.mkdir()
         if (logdir / 'config.yaml').exists():
             previous = (logdir / 'config.yaml').read_text()
@@ -98,11 +100,71 @@ def run(config):
         return module.parallel_replay(fns['make_replay'], fns['make_stream'], args)
     try:
         return getattr(module, script)(**fns, args=args)
+    except SaveFailed:
+        raise
     except CheckpointError:
         if previous is not None:
             # The logdir belongs to another config: keep its config.yaml as it was.
             (logdir / 'config.yaml').write_text(previous)
         raise
+
+
+def writes_logdir(script):
+    """Whether a script writes config, metrics and checkpoints to the logdir (and locks it)."""
+    return not script.endswith(('_env', '_replay'))
+
+
+def lock_logdir(config):
+    """The exclusive lock of the logdir for scripts that write it; a second run exits 2."""
+    from embodied.run import lock
+
+    return lock.acquire(config.logdir) if writes_logdir(config.script) else contextlib.nullcontext()
+
+
+def check_setup(config):
+    """Check the task, the JAX platform and the checkpoint to evaluate, without side effects."""
+    from embodied.run import checkpoints
+
+    if config.script != 'parallel_replay':
+        check_task(config.task)
+    agent_scripts = ('train', 'train_eval', 'eval_only', 'parallel')
+    if config.script in agent_scripts and not config.random_agent:
+        check_platform(config.jax.platform)
+    if config.script == 'eval_only':
+        if not config.run.from_checkpoint:
+            raise checkpoints.CheckpointError(
+                'The eval_only script needs a checkpoint: pass --run.from_checkpoint with a '
+                'checkpoint folder or the logdir of a training run.'
+            )
+        checkpoints.resolve(config.run.from_checkpoint)
+
+
+def check_platform(platform):
+    """Fail on a CUDA platform without the CUDA build of JAX or a driver, without starting JAX.
+
+    Starting a backend here would reserve GPU memory in the parent of the `parallel` roles.
+    """
+    import ctypes
+    import importlib.util
+
+    from embodied import SetupError
+
+    if platform not in ('cuda', 'gpu'):
+        return
+    plugins = ('jax_cuda12_plugin', 'jax_cuda13_plugin')
+    if not any(importlib.util.find_spec(name) for name in plugins):
+        reason = 'the CUDA build of JAX is not installed'
+    else:
+        try:
+            ctypes.CDLL('libcuda.so.1')
+            return
+        except OSError:
+            reason = 'no NVIDIA driver (libcuda.so.1) was found'
+    raise SetupError(
+        f"JAX platform '{platform}' is not available on this machine ({reason}). Either "
+        "install the CUDA build with pip install -e '.[cuda12]' on a machine with an NVIDIA "
+        'GPU, or run on the CPU with --jax.platform cpu.'
+    )
 
 
 def check_task(task):
@@ -115,6 +177,7 @@ def check_task(task):
         )
     try:
         registry.load(task.split('_', 1)[0])
+        registry.check_name(*task.split('_', 1))
     except (registry.MissingSuiteError, ValueError) as e:
         raise configlib.ConfigError(str(e)) from e
 

@@ -36,6 +36,17 @@ def parse_filename(filename):
     return time, elements.UUID(uuid), elements.UUID(succ), int(length)
 
 
+def sync_directory(directory):
+    """Flush a local directory's entries (new and renamed files) to disk; no-op for URLs."""
+    if '://' in str(directory):
+        return
+    fd = os.open(str(directory), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Chunk:
     """Consecutive steps of one worker; arrays are allocated on the first append."""
 
@@ -104,6 +115,10 @@ class Chunk:
             try:
                 with open(tmp, 'wb') as f:
                     np.savez_compressed(f, **arrays)
+                    f.flush()
+                    # On disk before the rename: a checkpoint that counts this chunk must not
+                    # find an empty file after a power loss.
+                    os.fsync(f.fileno())
                 os.replace(tmp, str(path))
             except BaseException:
                 if os.path.exists(tmp):

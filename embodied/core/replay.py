@@ -2,9 +2,9 @@
 
 import collections
 import concurrent.futures
+import os
 import threading
 import time
-import traceback
 
 import elements
 import numpy as np
@@ -14,6 +14,10 @@ from . import chunk as chunklib
 from . import selectors
 
 MODES = ('train', 'report', 'eval')
+
+
+class SaveError(OSError):
+    """Writing replay chunks failed: a checkpoint that counts those steps must not complete."""
 
 
 class Replay:
@@ -30,8 +34,7 @@ class Replay:
         chunksize=1024,
         online=False,
         selector=None,
-        save_wait=False,
-        name='unnamed',
+        name=None,
         seed=0,
     ):
         if int(length) < 1:
@@ -44,14 +47,15 @@ class Replay:
         self.capacity = None if capacity is None else int(capacity)
         self.chunksize = int(chunksize)
         self.online = online
+        if name is None:
+            name = elements.Path(directory).name if directory else 'replay'
         self.name = name
-        # Compared with None: empty selectors have length 0 and are falsy (spec 14.43).
+        # Compared with None: empty selectors have length 0 and are falsy.
         self.selector = selectors.Uniform(seed) if selector is None else selector
-        self.save_wait = save_wait
         self.lock = threading.RLock()
 
         self.chunks = {}  # uuid -> Chunk
-        self.refs = {}  # uuid -> reference count (spec 7.4)
+        self.refs = {}  # uuid -> reference count: items starting in it, links, the writer
         self.links = set()  # uuids of chunks holding a reference on their successor
         self.items = {}  # item id -> (chunk uuid, start index)
         self.fifo = collections.deque()  # item ids, oldest first
@@ -65,8 +69,9 @@ class Replay:
         self.warned = False
 
         self.directory = directory and elements.Path(directory)
-        self.saved = set()  # uuids written to or read from the directory
-        self.writing = set()  # futures of chunk writes still in flight
+        self.saved = set()  # uuids on disk: written (and synced) or read from the directory
+        self.writing = {}  # uuid -> future of a chunk write still in flight
+        self.failed = []  # (file name, error) of writes that failed and were not yet reported
         self.pool = None
         if self.directory:
             self.directory.mkdir()
@@ -196,8 +201,15 @@ class Replay:
                 'replay_ratio': self.length * counters['samples'] / inserts if inserts else np.nan,
             }
 
-    def save(self):
-        """Complete the current chunks and write unsaved chunks to the directory; returns None."""
+    def save(self, wait=True):
+        """Complete the current chunks and write the unsaved ones; returns the checkpoint entry.
+
+        With `wait`, returns once every chunk write, of this and of earlier saves, is on disk,
+        and raises SaveError when one failed. The entry then lists the chunk files this replay
+        holds, so that loading it restores exactly the steps a checkpoint counted. Without
+        `wait`, the writes go on in the background, the entry is None, and a failure is raised
+        by the next save.
+        """
         if not self.directory:
             return None
         with self.lock:
@@ -208,31 +220,61 @@ class Replay:
             todo = [
                 c
                 for c in self.chunks.values()
-                if c.length and c.uuid not in self.saved and c.uuid not in current
+                if c.length
+                and c.uuid not in self.saved
+                and c.uuid not in self.writing
+                and c.uuid not in current
             ]
-            self.saved.update(c.uuid for c in todo)
-            # Registered under the lock, so that a concurrent waiting save sees these writes.
-            futures = [self.pool.submit(c.save, self.directory) for c in todo]
-            self.writing.update(futures)
-        for future in futures:
-            future.add_done_callback(self._written)
-        if self.save_wait:
-            # Writes from earlier saves count too: a process that exits after this save must
-            # not lose chunks that an earlier save already marked as saved.
-            with self.lock:
-                pending = list(self.writing)
-            for future in pending:
-                future.result()
-        return None
-
-    def _written(self, future):
+            # A chunk counts as saved only once its file is on disk (see _written).
+            for chunk in todo:
+                self.writing[chunk.uuid] = self.pool.submit(self._write, chunk)
+            if not wait:
+                self._raise_failed()
+                return None
+            pending = list(self.writing.values())
+        concurrent.futures.wait(pending)
         with self.lock:
-            self.writing.discard(future)
-        _report_error(future)
+            self._raise_failed()
+            names = sorted(c.filename for c in self.chunks.values() if c.uuid in self.saved)
+        # The renames of the chunk files reach the disk before a checkpoint marks them done.
+        chunklib.sync_directory(self.directory)
+        return {'chunks': names}
+
+    def _write(self, chunk):
+        """Write one chunk (in a saver thread) and record the outcome before the future ends."""
+        try:
+            chunk.save(self.directory)
+        except Exception as e:
+            with self.lock:
+                self.writing.pop(chunk.uuid, None)
+                # Left unsaved, so that the next save tries this chunk again.
+                self.failed.append((chunk.filename, e))
+            return
+        with self.lock:
+            self.writing.pop(chunk.uuid, None)
+            self.saved.add(chunk.uuid)
+
+    def _raise_failed(self):
+        """Raise SaveError for the writes that failed since the last call (holds the lock)."""
+        if not self.failed:
+            return
+        failed, self.failed = self.failed, []
+        name, error = failed[0]
+        more = f' and {len(failed) - 1} more' if len(failed) > 1 else ''
+        raise SaveError(
+            f'Replay {self.name} could not write the chunk {name}{more} to {self.directory}: '
+            f'{error}. These steps are not on disk, so no checkpoint may count them.'
+        ) from error
 
     def load(self, data=None, directory=None, amount=None):
-        """Load the newest chunk files not yet held, up to `amount` items (default: free room)."""
-        del data  # the replay checkpoint entry is empty; the chunks live in the directory
+        """Load the newest chunk files not yet held, up to `amount` items (default: free room).
+
+        `data` is the entry `save` returned: when it lists chunk files, only those are loaded,
+        so chunks written after that checkpoint (by a run that stopped before its next
+        checkpoint completed) do not add steps the checkpoint never counted. Without a list
+        (older checkpoints), the newest files of the directory are loaded.
+        """
+        listed = set(data['chunks']) if isinstance(data, dict) and 'chunks' in data else None
         directory = elements.Path(directory) if directory else self.directory
         if not directory or not directory.exists():
             return
@@ -240,15 +282,20 @@ class Replay:
             amount = np.inf if self.capacity is None else self.capacity - len(self.items)
         with self.lock:
             known = set(self.chunks) | self.saved
-        files = {}
+        files, unlisted = {}, []
         for path in sorted(directory.glob('*.npz'), key=lambda p: p.name, reverse=True):
             try:
                 _, uuid, succ, length = chunklib.parse_filename(path)
             except ValueError as e:
                 elements.print(f'Replay {self.name} skips {path}: {e}', color='red')
                 continue
+            if listed is not None and path.name not in listed:
+                unlisted.append(path.name)
+                continue
             if uuid not in known and uuid not in files:
                 files[uuid] = (path, succ, length)
+        if listed is not None:
+            self._report_unlisted(directory, listed, files, unlisted)
         picked, total = [], 0
         for uuid, (path, succ, length) in files.items():  # newest first
             if total >= amount:
@@ -260,6 +307,8 @@ class Replay:
         with concurrent.futures.ThreadPoolExecutor(16, f'replay_{self.name}_loader') as pool:
             loaded = [c for c in pool.map(self._readchunk, picked) if c is not None]
         loaded = {c.uuid: c for c in loaded}
+        steps = sum(c.length for c in loaded.values())
+        before = len(self.items)
         with self.lock:
             for chunk in loaded.values():
                 self.chunks[chunk.uuid] = chunk
@@ -281,9 +330,14 @@ class Replay:
                     self._insert(chunk.uuid, index)
             for uuid in loaded:
                 self._release(uuid)
+            items = len(self.items) - before
+        elements.print(
+            f'Replay {self.name} loaded {steps} steps in {len(loaded)} chunks ({items} items) '
+            f'from {directory}.'
+        )
 
     def _check_memory(self, stepbytes):
-        """Warn once when a full replay would not fit into the available memory (spec 14.16)."""
+        """Warn once when a full replay would not fit into the available memory."""
         if self.capacity is None:
             return
         needed = (self.capacity + self.length) * stepbytes
@@ -306,13 +360,49 @@ class Replay:
             following += succlen
         return int(np.clip(length + 1 - self.length + following, 0, length))
 
+    def _report_unlisted(self, directory, listed, files, unlisted):
+        """Say which listed chunks are missing and how many newer ones are left out."""
+        found = {path.name for path, _, _ in files.values()}
+        missing = sorted(listed - found - {c.filename for c in self.chunks.values()})
+        if missing:
+            elements.print(
+                f'Replay {self.name}: {len(missing)} chunk files of the checkpoint are missing '
+                f'from {directory} (e.g. {missing[0]}); their steps are not loaded.',
+                color='red',
+            )
+        newest = max(listed, default='')
+        # Chunk names start with their creation time: newer unlisted ones were written after
+        # the checkpoint, older ones were evicted before it.
+        later = [name for name in unlisted if name > newest]
+        if later:
+            elements.print(
+                f'Replay {self.name} leaves out {len(later)} chunk files written after the '
+                'checkpoint it resumes from.'
+            )
+
     def _readchunk(self, path):
         try:
             return chunklib.Chunk.load(path)
-        except Exception:
-            elements.print(f'Replay {self.name} skips the unreadable chunk {path}:', color='red')
-            print(traceback.format_exc())
+        except Exception as e:
+            self._move_corrupt(path, e)
             return None
+
+    def _move_corrupt(self, path, error):
+        """Move an unreadable chunk file into `corrupt/` next to it, so it is reported once."""
+        target = path.parent / 'corrupt'
+        try:
+            if '://' in str(path):
+                raise OSError('not moved from a remote file system')
+            target.mkdir()
+            os.replace(str(path), str(target / path.name))
+            where = f'moved to {target}'
+        except OSError as e:
+            where = f'left in place ({e})'
+        elements.print(
+            f'Replay {self.name} skips the unreadable chunk {path.name} '
+            f'({type(error).__name__}: {error}); {where}.',
+            color='red',
+        )
 
     def _newchunk(self):
         chunk = chunklib.Chunk(self.chunksize)
@@ -392,9 +482,3 @@ class Replay:
                     segments = self._segments(*self.items[itemid], self.length)
                     if segments is not None:
                         return segments
-
-
-def _report_error(future):
-    error = future.exception()
-    if error is not None:
-        elements.print(f'Saving a replay chunk failed: {error!r}', color='red')

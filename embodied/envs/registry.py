@@ -99,6 +99,17 @@ UNSUPPORTED = {
 }
 
 
+# Suites that accept only these task names; the others build whatever their task names.
+TASKS = {'dummy': ('disc',)}
+
+
+def check_name(suite: str, task: str) -> None:
+    """Raise ValueError when `suite` has a fixed list of tasks and `task` is not on it."""
+    if suite in TASKS and task not in TASKS[suite]:
+        names = ', '.join(f'{suite}_{name}' for name in TASKS[suite])
+        raise ValueError(f"Unknown task '{suite}_{task}'. The {suite} suite has: {names}.")
+
+
 class MissingSuiteError(ImportError):
     """A suite's third-party package is not importable; the message says what to install."""
 

@@ -7,8 +7,12 @@ import jax
 import jax.numpy as jnp
 import ninjax as nj
 import numpy as np
+from jaxtyping import Array, Float
 
 from . import nets, outs
+
+Space = elements.Space | tuple[int, ...]
+Features = Float[Array, '*batch features']
 
 f32 = jnp.float32
 
@@ -40,7 +44,9 @@ class MLPHead(nj.Module):
     winit: str | Callable = 'trunc_normal_in'
     binit: str | Callable = 'zeros'
 
-    def __init__(self, space, output, **head_kwargs):
+    def __init__(
+        self, space: Space | dict[str, Space], output: str | dict[str, str], **head_kwargs
+    ):
         shared = dict(bias=self.bias, winit=self.winit, binit=self.binit)
         self.mlp = nets.MLP(
             self.layers, self.units, act=self.act, norm=self.norm, **shared, name='mlp'
@@ -50,7 +56,7 @@ class MLPHead(nj.Module):
         else:
             self.head = Head(space, output, **shared, **head_kwargs, name='head')
 
-    def __call__(self, x, bdims=None):
+    def __call__(self, x: Array, bdims: int | None = None) -> outs.Output | dict[str, outs.Output]:
         """Return the output (or dict of outputs) for features x."""
         bdims = x.ndim - 1 if bdims is None else bdims
         x = x.reshape((*x.shape[:bdims], -1))
@@ -61,7 +67,7 @@ class MLPHead(nj.Module):
 class DictHead(nj.Module):
     """One Head per key of a dict of spaces; keyword arguments go to every Head."""
 
-    def __init__(self, spaces, outputs, **kw):
+    def __init__(self, spaces: Space | dict[str, Space], outputs: str | dict[str, str], **kw):
         if not isinstance(spaces, dict):
             spaces = {'output': spaces}
         if not isinstance(outputs, dict):
@@ -76,7 +82,7 @@ class DictHead(nj.Module):
         self.outputs = outputs
         self.kw = kw
 
-    def __call__(self, x):
+    def __call__(self, x: Features) -> dict[str, outs.Output]:
         """Dict of outputs, one per key."""
         return {
             key: self.sub(key, Head, self.spaces[key], self.outputs[key], **self.kw)(x)
@@ -99,7 +105,7 @@ class Head(nj.Module):
     winit: str | Callable = 'trunc_normal_in'
     binit: str | Callable = 'zeros'
 
-    def __init__(self, space, output):
+    def __init__(self, space: Space, output: str):
         if output not in OUTPUTS:
             raise ValueError(f"Unknown head output '{output}': use one of {OUTPUTS}.")
         if isinstance(space, tuple):
@@ -107,7 +113,7 @@ class Head(nj.Module):
         self.space = space
         self.impl = output
 
-    def __call__(self, x):
+    def __call__(self, x: Features) -> outs.Output:
         """Build the output distribution from features x (last axis)."""
         x = nets.check_dtype(x, self.path)
         output = getattr(self, '_' + self.impl)(x)
@@ -147,7 +153,8 @@ class Head(nj.Module):
             raise ValueError(f"{self.path}: 'categorical' needs a discrete space.")
         classes = self._classes()
         logits = self._linear('logits', (*self.space.shape, classes), x)
-        # No unimix here: the published agent's policy never applied it (spec 14.9).
+        # No unimix here even when the config sets one: the reference's categorical head ignores
+        # it too, so discrete policies behave as there.
         output = outs.Categorical(logits)
         output.minent = 0.0
         output.maxent = float(np.log(classes))

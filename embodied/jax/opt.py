@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import ninjax as nj
 import optax
+from jaxtyping import Array
 
 from . import nets, utils
 
@@ -211,7 +212,9 @@ class Optimizer(nj.Module):
             self.grad_scale = nj.Variable(jnp.array, SCALE_INIT, f32, name='grad_scale')
             self.good_steps = nj.Variable(jnp.array, 0, i32, name='good_steps')
 
-    def __call__(self, lossfn: Callable, *args: Any, has_aux: bool = False, **kwargs: Any):
+    def __call__(
+        self, lossfn: Callable, *args: Any, has_aux: bool = False, **kwargs: Any
+    ) -> dict[str, Array] | tuple[dict[str, Array], Any]:
         """Take one optimiser step; returns metrics (and the loss function's aux)."""
 
         def scaled(*args, **kwargs):

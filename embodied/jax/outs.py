@@ -4,11 +4,17 @@ Every output converts its parameters to float32, so losses are float32 whatever 
 dtype of the network that produced them.
 """
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Float
 
 from . import nets
+
+# Shapes in the annotations: `*batch` is the batch shape of an output, `...` any shape.
+Values = Float[Array, '...']
 
 f32 = jnp.float32
 i32 = jnp.int32
@@ -22,31 +28,31 @@ class Output:
         pred = self.pred()
         return f'{type(self).__name__}({pred.dtype}, shape={pred.shape})'
 
-    def pred(self):
+    def pred(self) -> Array:
         """Point prediction (mode or mean)."""
         raise NotImplementedError(f'{type(self).__name__} has no pred().')
 
-    def loss(self, target):
+    def loss(self, target: Array) -> Values:
         """Per-element training loss against a target (gradient stopped on the target)."""
         return -self.logp(sg(target))
 
-    def sample(self, seed, shape=()):
+    def sample(self, seed: Array, shape: tuple[int, ...] = ()) -> Array:
         """Draw samples with a PRNG key; `shape` is prepended to the batch shape."""
         raise NotImplementedError(f'{type(self).__name__} has no sample().')
 
-    def logp(self, event):
+    def logp(self, event: Array) -> Values:
         """Log-probability (or log-density) of an event."""
         raise NotImplementedError(f'{type(self).__name__} has no logp().')
 
-    def prob(self, event):
+    def prob(self, event: Array) -> Values:
         """Probability (or density) of an event."""
         return jnp.exp(self.logp(event))
 
-    def entropy(self):
+    def entropy(self) -> Values:
         """Entropy per batch element."""
         raise NotImplementedError(f'{type(self).__name__} has no entropy().')
 
-    def kl(self, other):
+    def kl(self, other: 'Output') -> Values:
         """KL(self || other)."""
         raise NotImplementedError(f'{type(self).__name__} has no kl().')
 
@@ -56,10 +62,10 @@ class Agg(Output):
 
     `pred` and `sample` pass through. Entropy bounds `minent`/`maxent` of the inner output are
     forwarded, aggregated over the same axes (so a per-dimension bound becomes a bound on the
-    summed entropy; spec 14.10).
+    summed entropy).
     """
 
-    def __init__(self, output, dims, agg=jnp.sum):
+    def __init__(self, output: Output, dims: int, agg: Callable = jnp.sum):
         self.output = output
         self.axes = tuple(-i for i in range(1, dims + 1))
         self.agg = agg
@@ -77,27 +83,27 @@ class Agg(Output):
             return self.agg(bound, self.axes)
         raise AttributeError(name)
 
-    def pred(self):
+    def pred(self) -> Array:
         """Prediction of the inner output."""
         return self.output.pred()
 
-    def loss(self, target):
+    def loss(self, target: Array) -> Values:
         """Aggregated inner loss."""
         return self.agg(self.output.loss(target), self.axes)
 
-    def sample(self, seed, shape=()):
+    def sample(self, seed: Array, shape: tuple[int, ...] = ()) -> Array:
         """Sample of the inner output."""
         return self.output.sample(seed, shape)
 
-    def logp(self, event):
+    def logp(self, event: Array) -> Values:
         """Aggregated inner log-probability."""
         return self.agg(self.output.logp(event), self.axes)
 
-    def entropy(self):
+    def entropy(self) -> Values:
         """Aggregated inner entropy."""
         return self.agg(self.output.entropy(), self.axes)
 
-    def kl(self, other):
+    def kl(self, other: 'Output') -> Values:
         """Aggregated inner KL; the other output must be an Agg as well."""
         if not isinstance(other, Agg):
             raise TypeError(f'Agg.kl needs another Agg, got {type(other).__name__}.')
@@ -107,15 +113,15 @@ class Agg(Output):
 class MSE(Output):
     """Squared error against `squash(target)`; pred() is the mean as is (no unsquash)."""
 
-    def __init__(self, mean, squash=None):
+    def __init__(self, mean: ArrayLike, squash: Callable | None = None):
         self.mean = jnp.asarray(mean).astype(f32)
         self.squash = squash or (lambda x: x)
 
-    def pred(self):
+    def pred(self) -> Array:
         """The predicted mean (in squashed space when a squash is used)."""
         return self.mean
 
-    def loss(self, target):
+    def loss(self, target: Array) -> Values:
         """(mean - squash(target))^2 element-wise."""
         _check_target(target, self.mean.shape, 'MSE')
         return jnp.square(self.mean - sg(self.squash(target.astype(f32))))
@@ -124,15 +130,15 @@ class MSE(Output):
 class Huber(Output):
     """Charbonnier loss sqrt(d^2 + eps^2) - eps."""
 
-    def __init__(self, mean, eps=1.0):
+    def __init__(self, mean: ArrayLike, eps: float = 1.0):
         self.mean = jnp.asarray(mean).astype(f32)
         self.eps = eps
 
-    def pred(self):
+    def pred(self) -> Array:
         """The predicted mean."""
         return self.mean
 
-    def loss(self, target):
+    def loss(self, target: Array) -> Values:
         """Smooth absolute error."""
         _check_target(target, self.mean.shape, 'Huber')
         dist = self.mean - sg(target.astype(f32))
@@ -142,31 +148,31 @@ class Huber(Output):
 class Normal(Output):
     """Diagonal Gaussian."""
 
-    def __init__(self, mean, stddev=1.0):
+    def __init__(self, mean: ArrayLike, stddev: ArrayLike = 1.0):
         self.mean = jnp.asarray(mean).astype(f32)
         self.stddev = jnp.broadcast_to(jnp.asarray(stddev).astype(f32), self.mean.shape)
 
-    def pred(self):
+    def pred(self) -> Array:
         """The mean."""
         return self.mean
 
-    def sample(self, seed, shape=()):
+    def sample(self, seed: Array, shape: tuple[int, ...] = ()) -> Array:
         """mean + stddev * eps."""
         eps = jax.random.normal(seed, tuple(shape) + self.mean.shape, f32)
         return self.mean + self.stddev * eps
 
-    def logp(self, event):
+    def logp(self, event: Array) -> Values:
         """Gaussian log-density."""
         if not jnp.issubdtype(event.dtype, jnp.floating):
             raise TypeError(f'Normal.logp needs a float event, got {event.dtype}.')
         z = (event.astype(f32) - self.mean) / self.stddev
         return -0.5 * jnp.square(z) - jnp.log(self.stddev) - 0.5 * np.log(2 * np.pi)
 
-    def entropy(self):
+    def entropy(self) -> Values:
         """0.5 ln(2 pi std^2) + 0.5."""
         return jnp.log(self.stddev) + 0.5 * np.log(2 * np.pi) + 0.5
 
-    def kl(self, other):
+    def kl(self, other: 'Output') -> Values:
         """Closed-form KL between Gaussians."""
         ratio = jnp.square(self.stddev / other.stddev)
         diff = jnp.square((other.mean - self.mean) / other.stddev)
@@ -176,31 +182,31 @@ class Normal(Output):
 class Binary(Output):
     """Bernoulli with a logit; events are floats in [0, 1] (or bools)."""
 
-    def __init__(self, logit):
+    def __init__(self, logit: ArrayLike):
         self.logit = jnp.asarray(logit).astype(f32)
 
-    def pred(self):
+    def pred(self) -> Array:
         """True where the logit is positive."""
         return self.logit > 0
 
-    def logp(self, event):
+    def logp(self, event: Array) -> Values:
         """y log sigmoid(l) + (1 - y) log sigmoid(-l)."""
         event = jnp.asarray(event).astype(f32)
         return event * jax.nn.log_sigmoid(self.logit) + (1 - event) * jax.nn.log_sigmoid(
             -self.logit
         )
 
-    def sample(self, seed, shape=()):
+    def sample(self, seed: Array, shape: tuple[int, ...] = ()) -> Array:
         """Bernoulli draw (bool)."""
         prob = jax.nn.sigmoid(self.logit)
         return jax.random.bernoulli(seed, prob, tuple(shape) + self.logit.shape)
 
-    def entropy(self):
+    def entropy(self) -> Values:
         """Bernoulli entropy."""
         p = jax.nn.sigmoid(self.logit)
         return -(p * jax.nn.log_sigmoid(self.logit) + (1 - p) * jax.nn.log_sigmoid(-self.logit))
 
-    def kl(self, other):
+    def kl(self, other: 'Output') -> Values:
         """KL between Bernoullis."""
         p = jax.nn.sigmoid(self.logit)
         lp, lq = jax.nn.log_sigmoid(self.logit), jax.nn.log_sigmoid(other.logit)
@@ -219,29 +225,29 @@ def _unimix(logits, unimix):
 class Categorical(Output):
     """Categorical over the last axis; events are integer indices."""
 
-    def __init__(self, logits, unimix=0.0):
+    def __init__(self, logits: Float[ArrayLike, '*batch classes'], unimix: float = 0.0):
         self.logits = _unimix(jnp.asarray(logits).astype(f32), unimix)
 
-    def pred(self):
+    def pred(self) -> Array:
         """Most likely index."""
         return jnp.argmax(self.logits, -1)
 
-    def sample(self, seed, shape=()):
+    def sample(self, seed: Array, shape: tuple[int, ...] = ()) -> Array:
         """Random index."""
         return jax.random.categorical(seed, self.logits, -1, tuple(shape) + self.logits.shape[:-1])
 
-    def logp(self, event):
+    def logp(self, event: Array) -> Values:
         """log_softmax at the event index."""
         logprob = jax.nn.log_softmax(self.logits, -1)
         index = jnp.asarray(event).astype(i32)[..., None]
         return jnp.take_along_axis(logprob, index, -1)[..., 0]
 
-    def entropy(self):
+    def entropy(self) -> Values:
         """-sum p log p."""
         logprob = jax.nn.log_softmax(self.logits, -1)
         return -(jnp.exp(logprob) * logprob).sum(-1)
 
-    def kl(self, other):
+    def kl(self, other: 'Output') -> Values:
         """sum p (log p - log q)."""
         logp = jax.nn.log_softmax(self.logits, -1)
         logq = jax.nn.log_softmax(other.logits, -1)
@@ -251,31 +257,31 @@ class Categorical(Output):
 class OneHot(Output):
     """Categorical whose events are one-hot vectors; pred/sample pass straight-through grads."""
 
-    def __init__(self, logits, unimix=0.0):
+    def __init__(self, logits: Float[ArrayLike, '*batch classes'], unimix: float = 0.0):
         self.dist = Categorical(logits, unimix)
 
     @property
-    def logits(self):
+    def logits(self) -> Float[Array, '*batch classes']:
         """Logits after the uniform mixture."""
         return self.dist.logits
 
-    def pred(self):
+    def pred(self) -> Array:
         """One-hot mode with straight-through gradient."""
         return self._straight_through(self.dist.pred())
 
-    def sample(self, seed, shape=()):
+    def sample(self, seed: Array, shape: tuple[int, ...] = ()) -> Array:
         """One-hot sample with straight-through gradient."""
         return self._straight_through(self.dist.sample(seed, shape))
 
-    def logp(self, event):
+    def logp(self, event: Array) -> Values:
         """sum x log_softmax."""
         return (jax.nn.log_softmax(self.dist.logits, -1) * event.astype(f32)).sum(-1)
 
-    def entropy(self):
+    def entropy(self) -> Values:
         """Categorical entropy."""
         return self.dist.entropy()
 
-    def kl(self, other):
+    def kl(self, other: 'Output') -> Values:
         """Categorical KL."""
         return self.dist.kl(other.dist)
 
@@ -286,7 +292,7 @@ class OneHot(Output):
         return sg(value) + (probs - sg(probs))
 
 
-def symexp_bins(n):
+def symexp_bins(n: int) -> Float[Array, ' n']:
     """n float32 bins spaced uniformly in symlog space over [-20, 20] (exact 0 for odd n)."""
     if n < 2:
         raise ValueError(f'TwoHot needs at least 2 bins, got {n}.')
@@ -297,7 +303,7 @@ def symexp_bins(n):
     return jnp.concatenate([half, -half[::-1]], 0)
 
 
-def twohot(x, bins):
+def twohot(x: Float[Array, '*batch'], bins: Float[Array, ' bins']) -> Float[Array, '*batch bins']:
     """Two-hot encoding of float32 values x over sorted bins, interpolating in raw space."""
     n = bins.shape[0]
     x = x[..., None]
@@ -321,7 +327,7 @@ def twohot(x, bins):
 class TwoHot(Output):
     """Discrete regression over fixed bins: two-hot cross-entropy loss, expectation pred."""
 
-    def __init__(self, logits, bins):
+    def __init__(self, logits: Float[ArrayLike, '*batch bins'], bins: Float[ArrayLike, ' bins']):
         self.logits = jnp.asarray(logits).astype(f32)
         self.bins = jnp.asarray(bins).astype(f32)
         if self.logits.shape[-1] != self.bins.shape[0]:
@@ -331,7 +337,7 @@ class TwoHot(Output):
             )
         self.probs = jax.nn.softmax(self.logits, -1)
 
-    def pred(self):
+    def pred(self) -> Array:
         """Expected value, summed symmetrically so uniform probabilities give exactly 0."""
         n = self.bins.shape[0]
         terms = self.probs * self.bins
@@ -344,14 +350,14 @@ class TwoHot(Output):
         right = terms[..., m:]
         return (left + right).sum(-1)
 
-    def logp(self, event):
+    def logp(self, event: Array) -> Values:
         """sum twohot(event) * log_softmax(logits)."""
         if event.dtype != f32:
             raise TypeError(f'TwoHot targets must be float32, got {event.dtype}.')
         target = twohot(event, self.bins)
         return (target * jax.nn.log_softmax(self.logits, -1)).sum(-1)
 
-    def entropy(self):
+    def entropy(self) -> Values:
         """Entropy of the bin distribution."""
         logprob = jax.nn.log_softmax(self.logits, -1)
         return -(self.probs * logprob).sum(-1)

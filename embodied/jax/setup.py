@@ -10,6 +10,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -52,14 +54,14 @@ TPU_FLAGS = (
 
 
 def xla_flags(
-    platform=None,
-    deterministic=True,
-    autotune=1,
-    mock_devices=0,
-    xladump='',
-    gpuflags=True,
-    tpuflags=False,
-):
+    platform: str | None = None,
+    deterministic: bool = True,
+    autotune: int = 1,
+    mock_devices: int = 0,
+    xladump: str = '',
+    gpuflags: bool = True,
+    tpuflags: bool = False,
+) -> list[str]:
     """The list of XLA flags that setup() writes to XLA_FLAGS."""
     flags = [f'--xla_gpu_autotune_level={autotune}']
     if deterministic:
@@ -85,7 +87,7 @@ REPLACEMENTS = {
 _SUPPORTED = {}
 
 
-def supported_flags(flags):
+def supported_flags(flags: Iterable[str]) -> list[str]:
     """Drop the flags that the installed XLA does not know (probed once in a subprocess)."""
     flags = tuple(flags)
     if flags in _SUPPORTED:
@@ -111,23 +113,24 @@ def supported_flags(flags):
     return kept
 
 
-def merge_flags(existing, flags):
+def merge_flags(existing: str, flags: Iterable[str]) -> str:
     """Keep flags from an existing XLA_FLAGS string that `flags` does not set, then `flags`."""
+    flags = list(flags)
     names = {f.split('=', 1)[0] for f in flags}
     kept = [f for f in existing.split() if f.split('=', 1)[0] not in names]
     return ' '.join(kept + list(flags))
 
 
 def target_env(
-    platform=None,
-    deterministic=True,
-    autotune=1,
-    mock_devices=0,
-    xladump='',
-    gpuflags=True,
-    tpuflags=False,
-    prealloc=True,
-):
+    platform: str | None = None,
+    deterministic: bool = True,
+    autotune: int = 1,
+    mock_devices: int = 0,
+    xladump: str = '',
+    gpuflags: bool = True,
+    tpuflags: bool = False,
+    prealloc: bool = True,
+) -> dict[str, str]:
     """Environment variables setup() writes: XLA_FLAGS (merged) and the allocator setting."""
     flags = xla_flags(platform, deterministic, autotune, mock_devices, xladump, gpuflags, tpuflags)
     if (gpuflags and platform in GPU_PLATFORMS) or (tpuflags and platform == 'tpu'):
@@ -138,7 +141,7 @@ def target_env(
     }
 
 
-def backends_initialized():
+def backends_initialized() -> bool:
     """Whether a JAX backend has started in this process (works on jax 0.4.33 to 0.10)."""
     try:
         from jax._src import xla_bridge
@@ -192,25 +195,25 @@ def _check_running_backend(platform, mock_devices, env):
 
 
 def setup(
-    platform=None,
-    compute_dtype='bfloat16',
-    mock_devices=0,
-    prealloc=True,
-    jit=True,
-    debug=False,
-    transfer_guard=True,
-    deterministic=True,
-    autotune=1,
-    gpuflags=True,
-    tpuflags=False,
-    xladump='',
-    debug_nans=False,
-    process_id=-1,
-    num_processes=1,
-    coordinator_address='',
-    compilation_cache=True,
-):
-    """Configure JAX for this process (spec 10.1) and set nets.COMPUTE_DTYPE."""
+    platform: str | None = None,
+    compute_dtype: str | Any = 'bfloat16',
+    mock_devices: int = 0,
+    prealloc: bool = True,
+    jit: bool = True,
+    debug: bool = False,
+    transfer_guard: bool = True,
+    deterministic: bool = True,
+    autotune: int = 1,
+    gpuflags: bool = True,
+    tpuflags: bool = False,
+    xladump: str = '',
+    debug_nans: bool = False,
+    process_id: int = -1,
+    num_processes: int = 1,
+    coordinator_address: str = '',
+    compilation_cache: bool = True,
+) -> None:
+    """Configure JAX for this process (flags, platform, multi-host) and set nets.COMPUTE_DTYPE."""
     dtype = _resolve_dtype(compute_dtype)
     env = target_env(
         platform, deterministic, autotune, mock_devices, xladump, gpuflags, tpuflags, prealloc
@@ -261,7 +264,7 @@ def setup(
         check_platform(platform)
 
 
-def check_platform(platform):
+def check_platform(platform: str) -> None:
     """Start the backend and raise a SetupError that says what to do if it is missing."""
     from embodied.core.base import SetupError
 

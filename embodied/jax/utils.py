@@ -1,10 +1,12 @@
 """Stateful helpers: running normalisation statistics and slowly updated model copies."""
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ninjax as nj
+from jaxtyping import Array, ArrayLike, Float
 
 from .transform import DATA_AXES
 
@@ -12,8 +14,11 @@ f32 = jnp.float32
 i32 = jnp.int32
 sg = jax.lax.stop_gradient
 
+# A statistic: a scalar array, or a plain float for impl 'none'.
+Stat = Float[Array, ''] | float
 
-def data_axes():
+
+def data_axes() -> tuple[str, ...]:
     """Names of the data-parallel mesh axes when tracing under shard_map, else ()."""
     for name in DATA_AXES:
         try:
@@ -38,7 +43,7 @@ class Normalize(nj.Module):
     perchi: float | int = 95.0
     debias: bool = True
 
-    def __init__(self, impl):
+    def __init__(self, impl: str):
         if impl not in ('perc', 'meanstd', 'none'):
             raise ValueError(f"Unknown Normalize impl '{impl}': use perc, meanstd or none.")
         self.impl = impl
@@ -50,13 +55,13 @@ class Normalize(nj.Module):
         if self.debias and impl != 'none':
             self.corr = zeros(name='corr')
 
-    def __call__(self, x, update):
+    def __call__(self, x: ArrayLike, update: bool) -> tuple[Stat, Stat]:
         """Optionally update with x, then return the (fresh) statistics."""
         if update:
             self.update(x)
         return self.stats()
 
-    def update(self, x):
+    def update(self, x: ArrayLike) -> None:
         """EMA update of the statistics with the values of x."""
         if self.impl == 'none':
             return
@@ -71,7 +76,7 @@ class Normalize(nj.Module):
         if self.debias:
             self._ema(self.corr, jnp.ones((), f32))
 
-    def stats(self):
+    def stats(self) -> tuple[Stat, Stat]:
         """(offset, scale) of the current statistics."""
         if self.impl == 'none':
             return 0.0, 1.0
@@ -107,7 +112,7 @@ class SlowModel:
     and attribute access are forwarded to the wrapped model.
     """
 
-    def __init__(self, model, *, source, rate=1.0, every=1):
+    def __init__(self, model: nj.Module, *, source: nj.Module, rate: float = 1.0, every: int = 1):
         if not (rate == 1 or rate < 0.5):
             raise ValueError(
                 f'SlowModel rate={rate}: use exactly 1 (hard copy) or a rate below 0.5.'
@@ -134,12 +139,12 @@ class SlowModel:
 
         return method
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the slow model (copying the source first if it has no parameters yet)."""
         self._initonce()
         return self.model(*args, **kwargs)
 
-    def update(self):
+    def update(self) -> None:
         """Move the slow parameters towards the source (every `every` calls)."""
         self._initonce()
         mix = jnp.where(self.count.read() % self.every == 0, self.rate, 0.0).astype(f32)

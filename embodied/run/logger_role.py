@@ -125,7 +125,7 @@ def run(make_logger, args):
     """Serve the logger at `run.logger_addr` until the agent role calls `stop`; returns 0."""
     role = LoggerRole(make_logger, args)
     logdir = elements.Path(args.logdir)
-    checkpoint = elements.Checkpoint(logdir / 'ckpt' / 'logger')
+    checkpoint = checkpoints.Checkpoint(logdir / 'ckpt' / 'logger', args.keep_checkpoints)
     checkpoint.step = role.step
     checkpoints.load_or_save(checkpoint, logdir / 'ckpt' / 'logger')
     usage = elements.Usage(**args.usage)

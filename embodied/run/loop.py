@@ -59,7 +59,7 @@ class TrainLoop:
     def restore(self, **saveables):
         """Load `run.from_checkpoint`, then resume from logdir/ckpt or save the first one."""
         directory = elements.Path(self.args.logdir) / 'ckpt'
-        checkpoint = elements.Checkpoint(directory)
+        checkpoint = checkpoints.Checkpoint(directory, self.args.keep_checkpoints)
         checkpoint.step = self.step
         checkpoint.agent = self.agent
         for name, saveable in saveables.items():

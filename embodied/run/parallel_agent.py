@@ -199,7 +199,7 @@ class Learner:
         """Restore the checkpoint, then train until the run stops; saves at the end."""
         args, agent = self.args, self.agent
         logdir = elements.Path(args.logdir)
-        checkpoint = elements.Checkpoint(logdir / 'ckpt' / 'agent')
+        checkpoint = checkpoints.Checkpoint(logdir / 'ckpt' / 'agent', args.keep_checkpoints)
         checkpoint.agent = agent
         if args.from_checkpoint:
             checkpoints.load_agent(agent, args.from_checkpoint, args.from_checkpoint_regex)

@@ -112,7 +112,7 @@ def run(make_replay, make_stream, args):
     """Serve the replay at `run.replay_addr` until the agent role calls `stop`; returns 0."""
     role = ReplayRole(make_replay, make_stream, args)
     logdir = elements.Path(args.logdir)
-    checkpoint = elements.Checkpoint(logdir / 'ckpt' / 'replay')
+    checkpoint = checkpoints.Checkpoint(logdir / 'ckpt' / 'replay', args.keep_checkpoints)
     checkpoint.replay_train = role.replay_train
     checkpoint.replay_eval = role.replay_eval
     checkpoint.limiter = role.limiter
@@ -122,9 +122,6 @@ def run(make_replay, make_stream, args):
 
     def stop():
         role.stopping.set()
-        # The process exits right after this save, so wait for the chunk files to be written.
-        role.replay_train.save_wait = True
-        role.replay_eval.save_wait = True
         saver.save()
         return True, None
 

@@ -416,11 +416,11 @@ def test_sampling_is_thread_safe():
 def saved(tmp_path):
     """A replay with several workers and chunks shorter than the items, saved to disk."""
     directory = tmp_path / 'replay'
-    replay = Replay(
-        7, capacity=200, directory=directory, chunksize=3, save_wait=True, selector=Cycle()
-    )
+    replay = Replay(7, capacity=200, directory=directory, chunksize=3, selector=Cycle())
     fill(replay, 25, workers=3)
-    assert replay.save() is None
+    entry = replay.save()
+    # The checkpoint entry lists exactly the chunk files on disk.
+    assert entry == {'chunks': sorted(os.listdir(directory))}
     return replay, directory
 
 
@@ -457,10 +457,9 @@ def test_waiting_save_also_waits_for_earlier_writes(tmp_path, monkeypatch):
     directory = tmp_path / 'replay'
     replay = Replay(7, capacity=200, directory=directory, chunksize=3, selector=Cycle())
     fill(replay, 10, workers=2)
-    replay.save()
+    assert replay.save(wait=False) is None
     assert not list(directory.glob('*.npz'))  # still in flight
     expected = [c for c in replay.chunks.values() if c.length]
-    replay.save_wait = True
     threading.Timer(0.2, release.set).start()
     replay.save()  # nothing new to write, but the earlier writes are awaited
     assert len(list(directory.glob('*.npz'))) == len(expected)
@@ -570,9 +569,7 @@ def test_failed_save_leaves_no_file(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize('length,chunksize,capacity', itertools.product([1, 4], [1, 3], [2, 50]))
 def test_save_load_small_configs(tmp_path, length, chunksize, capacity):
-    replay = Replay(
-        length, capacity, directory=tmp_path, chunksize=chunksize, save_wait=True, selector=Cycle()
-    )
+    replay = Replay(length, capacity, directory=tmp_path, chunksize=chunksize, selector=Cycle())
     fill(replay, 9, workers=2)
     replay.save()
     loaded = Replay(length, capacity, directory=tmp_path, chunksize=chunksize, selector=Cycle())
