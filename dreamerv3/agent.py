@@ -10,7 +10,7 @@ import optax
 import embodied.jax as ej
 from embodied.jax import heads, nets, opt, utils
 
-from . import rssm
+from . import replay_layout, rssm
 
 f32 = jnp.float32
 i32 = jnp.int32
@@ -223,12 +223,10 @@ class Model:
 
     @property
     def ext_space(self):
-        """Batch keys besides observations and actions (spec 2.5)."""
+        """Batch keys besides observations and actions: chunk index, step id, stored latents."""
         spaces = {'consec': elements.Space(np.int32), 'stepid': elements.Space(np.uint8, 20)}
         if self.config.replay_context:
-            spaces.update(
-                self._prefixed(self.enc.entry_space, self.dyn.entry_space, self.dec.entry_space)
-            )
+            spaces.update(self._context_spaces())
         return spaces
 
     def init_policy(self, batch_size):
@@ -267,7 +265,7 @@ class Model:
         act = {k: v.astype(self.act_space[k].dtype) for k, v in act.items()}
         outs = {}
         if self.config.replay_context:
-            outs.update(jax.tree.map(f32, self._prefixed(enc_entry, dyn_entry, {})))
+            outs.update(self._pack_context(enc_entry, dyn_entry, {}))
         return (enc_carry, dyn_carry, dec_carry, act), act, outs
 
     def train(self, carry, data):
@@ -280,7 +278,7 @@ class Model:
         self.slowval.update()
         replay = {'stepid': stepid, 'priority': sg(aux['priority'])}
         if self.config.replay_context:
-            replay.update(jax.tree.map(f32, self._prefixed(*entries)))
+            replay.update(self._pack_context(*entries))
         B, T = obs['is_first'].shape
         bad = {k: v.shape for k, v in replay.items() if v.shape[:2] != (B, T)}
         assert not bad, ((B, T), bad)
@@ -437,8 +435,56 @@ class Model:
             flat.update({f'{name}/{k}': v for k, v in entries.items()})
         return flat
 
+    def _model_entry_spaces(self):
+        """Flat spaces of the module entries as the model computes them."""
+        return self._prefixed(self.enc.entry_space, self.dyn.entry_space, self.dec.entry_space)
+
+    def _context_spaces(self):
+        """Flat spaces of the module entries as the replay stores them (compact, lossless)."""
+        return {
+            k: replay_layout.compact_space(k, s, nets.COMPUTE_DTYPE)
+            for k, s in self._model_entry_spaces().items()
+        }
+
+    def _pack_context(self, enc, dyn, dec):
+        """Module entries in the replay's layout: compute-dtype floats, one-hot as indices."""
+        spaces = self._context_spaces()
+        packed = {}
+        for key, value in self._prefixed(enc, dyn, dec).items():
+            dtype = spaces[key].dtype
+            if key in replay_layout.ONEHOT_KEYS:
+                value = jnp.argmax(value, -1).astype(dtype)
+            elif jnp.issubdtype(value.dtype, jnp.floating):
+                value = nets.cast(value)
+                floating = np.issubdtype(dtype, np.floating)
+                value = (
+                    value.astype(dtype) if floating else jax.lax.bitcast_convert_type(value, dtype)
+                )
+            packed[key] = value
+        return packed
+
+    def _unpack_context(self, stored):
+        """Exactly the model's module entries from stored ones (inverse of `_pack_context`)."""
+        spaces = self._model_entry_spaces()
+        entries = {}
+        for key, value in stored.items():
+            space = spaces[key]
+            if key in replay_layout.ONEHOT_KEYS:
+                value = jax.nn.one_hot(value, space.shape[-1], dtype=nets.COMPUTE_DTYPE)
+            elif np.issubdtype(space.dtype, np.floating):
+                if not jnp.issubdtype(value.dtype, jnp.floating):
+                    value = jax.lax.bitcast_convert_type(value, nets.COMPUTE_DTYPE)
+                value = nets.cast(value)
+            entries[key] = value
+        return entries
+
     def _apply_replay_context(self, carry, data):
-        """Start state, observations, previous actions and stepids of a batch (spec 3.11)."""
+        """Start state, observations, previous actions and stepids of a (B, C+T) batch.
+
+        With a replay context of C steps, rows that start a sampled sequence begin from the
+        latents stored at step C - 1 (rebuilt exactly from the replay's compact layout); the
+        other rows continue from the carry. Both drop the first C steps.
+        """
         enc_carry, dyn_carry, dec_carry, prevact = carry
         carry = (enc_carry, dyn_carry, dec_carry)
         stepid = data['stepid']
@@ -452,15 +498,19 @@ class Model:
 
         lhs = lambda xs: jax.tree.map(lambda x: x[:, :C], xs)
         rhs = lambda xs: jax.tree.map(lambda x: x[:, C:], xs)
-        stored = [
-            {k: data[f'{name}/{k}'] for k in module.entry_space}
-            for name, module in (('enc', self.enc), ('dyn', self.dyn), ('dec', self.dec))
-        ]
+        modules = (('enc', self.enc), ('dyn', self.dyn), ('dec', self.dec))
+        # Only the start step is rebuilt from the compact layout.
+        last = self._unpack_context(
+            {
+                f'{name}/{k}': v
+                for name, module in modules
+                for k, v in module.truncate(
+                    lhs({k: data[f'{name}/{k}'] for k in module.entry_space})
+                ).items()
+            }
+        )
         rep_carry = nets.cast(
-            tuple(
-                module.truncate(lhs(entries))
-                for module, entries in zip((self.enc, self.dyn, self.dec), stored)
-            )
+            tuple({k: last[f'{name}/{k}'] for k in module.entry_space} for name, module in modules)
         )
         rep_prevact = {k: data[k][:, C - 1 : -1] for k in self.act_space}
         # Rows that start a sampled sequence have no carried state; they use the stored one.

@@ -125,6 +125,10 @@ def make_replay(config: elements.Config, folder: str, mode: str = 'train'):
             ),
             dict(config.replay.fracs),
         )
+    from . import replay_layout
+
+    # Chunk files of earlier versions (float32 deter, one-hot stoch) get the compact layout.
+    replay_layout.upgrade_directory(directory, config.jax.compute_dtype)
     return embodied.replay.Replay(**kwargs)
 
 

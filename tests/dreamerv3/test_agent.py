@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from conftest import compute_dtype, dummy_spaces, load_config, random_batch
 
+from dreamerv3 import replay_layout
 from dreamerv3.agent import Model
+from embodied.jax import nets
 
 pytestmark = pytest.mark.usefixtures('float32')
 
@@ -33,16 +35,24 @@ MODULES = ('enc', 'dyn', 'dec', 'rew', 'con', 'pol', 'val')
 B, T = 3, 6
 
 
+def model_latents(model, batch, length, seed=0):
+    """Random `dyn/deter` (float32, in the compute dtype's range) and one-hot `dyn/stoch`."""
+    rng = np.random.default_rng(seed)
+    spaces = model.dyn.entry_space
+    classes = spaces['stoch'].shape[-1]
+    index = rng.integers(0, classes, (batch, length, *spaces['stoch'].shape[:-1]))
+    deter = np.tanh(rng.uniform(-3, 3, (batch, length, *spaces['deter'].shape)))
+    deter = np.asarray(jnp.asarray(deter, nets.COMPUTE_DTYPE).astype(jnp.float32))
+    return {'dyn/deter': deter, 'dyn/stoch': np.eye(classes, dtype=np.float32)[index]}
+
+
 def batch_for(model, batch, length, seed=0):
     spaces = {**model.obs_space, **model.act_space, **model.ext_space}
     data = random_batch(spaces, batch, length, seed)
     data['consec'][:] = 0
     if 'dyn/stoch' in data:
-        index = np.random.default_rng(seed).integers(
-            0, data['dyn/stoch'].shape[-1], data['dyn/stoch'].shape[:-1]
-        )
-        data['dyn/stoch'] = np.eye(data['dyn/stoch'].shape[-1], dtype=np.float32)[index]
-        data['dyn/deter'] = np.tanh(data['dyn/deter'])
+        for key, value in model_latents(model, batch, length, seed).items():
+            data[key] = replay_layout.compact_array(key, value, nets.COMPUTE_DTYPE)
     return data
 
 
@@ -161,14 +171,16 @@ def test_train_writes_back_latents_and_priorities(small, trained):
     replay = outs['replay']
     assert set(replay) == {'stepid', 'priority', 'dyn/deter', 'dyn/stoch'}
     np.testing.assert_array_equal(replay['stepid'], data['stepid'][:, C:])
+    # The compact layout: deter in the (float32) compute dtype, stoch as class indices.
     assert replay['dyn/deter'].shape == (B, T, 8) and replay['dyn/deter'].dtype == np.float32
-    assert replay['dyn/stoch'].shape == (B, T, 2, 4) and replay['dyn/stoch'].dtype == np.float32
-    np.testing.assert_allclose(replay['dyn/stoch'].sum(-1), 1.0, rtol=1e-6)
+    assert replay['dyn/stoch'].shape == (B, T, 2) and replay['dyn/stoch'].dtype == np.uint8
+    assert (replay['dyn/stoch'] < 4).all()
     assert replay['priority'].shape == (B, T) and replay['priority'].dtype == np.float32
     # dyn and rep are at least the free nats, the other world-model terms are positive.
     assert (replay['priority'] > 1.1).all()
     enc_carry, dyn_carry, dec_carry, prevact = carry
     np.testing.assert_array_equal(dyn_carry['deter'], replay['dyn/deter'][:, -1])
+    np.testing.assert_array_equal(dyn_carry['stoch'].argmax(-1), replay['dyn/stoch'][:, -1])
     for key in model.act_space:
         np.testing.assert_array_equal(prevact[key], data[key][:, -1])
 
@@ -203,6 +215,8 @@ def test_policy_samples_valid_actions(small, trained):
     assert set(outs) == {'dyn/deter', 'dyn/stoch'}
     assert outs['dyn/deter'].dtype == jnp.float32 and outs['dyn/deter'].shape == (B, 8)
     np.testing.assert_array_equal(outs['dyn/deter'], carry[1]['deter'])
+    assert outs['dyn/stoch'].dtype == jnp.uint8 and outs['dyn/stoch'].shape == (B, 2)
+    np.testing.assert_array_equal(np.eye(4)[outs['dyn/stoch']], carry[1]['stoch'])
     np.testing.assert_array_equal(carry[3]['act_disc'], act['act_disc'])
 
 
@@ -228,6 +242,75 @@ def test_replay_context_selects_rows_by_consec(small):
     np.testing.assert_array_equal(stepid, data['stepid'][:, C:])
     for key in model.act_space:
         np.testing.assert_array_equal(prevact[key], data[key][:, C - 1 : -1])
+
+
+def bits(x):
+    """The raw bytes of an array, for bit-for-bit comparisons of bfloat16 values."""
+    x = np.asarray(x)
+    return x.view(np.dtype(f'u{x.dtype.itemsize}'))
+
+
+def test_compact_replay_rebuilds_the_float32_layout_start_state_bit_for_bit():
+    with compute_dtype(jnp.bfloat16):
+        obs_space, act_space = dummy_spaces()
+        model = Model(obs_space, act_space, load_config('debug', replay_context=2))
+        C, L = 2, 5
+        # What the earlier layout stored: the model's bfloat16 deter widened to float32, and
+        # float32 one-hot stoch.
+        latents = model_latents(model, B, L, seed=3)
+        data = batch_for(model, B, L, seed=3)
+        data['consec'][:, :] = np.array([[0], [1], [0]])
+        for key, value in latents.items():
+            assert data[key].dtype == model.ext_space[key].dtype
+            assert data[key].nbytes * 2 <= value.nbytes
+        carry = model.init_train(B)
+        rng = np.random.default_rng(0)
+        carry = (
+            carry[0],
+            {
+                'deter': jnp.asarray(rng.normal(size=(B, 8)), jnp.bfloat16),
+                'stoch': jnp.asarray(np.eye(4)[rng.integers(0, 4, (B, 2))], jnp.bfloat16),
+            },
+            carry[2],
+            carry[3],
+        )
+        _, (start, obs, prevact, stepid) = nj.pure(model._apply_replay_context)({}, carry, data)
+        # The earlier agent: the stored float32 latents at step C - 1, cast to the compute dtype,
+        # for the rows that start a sampled sequence; the carry for the others.
+        first = data['consec'][:, 0] == 0
+        for key in ('deter', 'stoch'):
+            stored = jnp.asarray(latents[f'dyn/{key}'][:, C - 1], jnp.bfloat16)
+            expected = np.where(
+                first.reshape((B,) + (1,) * (stored.ndim - 1)), stored, carry[1][key]
+            )
+            assert start[1][key].dtype == jnp.bfloat16
+            np.testing.assert_array_equal(bits(start[1][key]), bits(expected))
+        np.testing.assert_array_equal(stepid, data['stepid'][:, C:])
+        for key in model.obs_space:
+            np.testing.assert_array_equal(obs[key], data[key][:, C:])
+        for key in model.act_space:
+            np.testing.assert_array_equal(prevact[key][first], data[key][first, C - 1 : -1])
+
+
+def test_context_pack_and_unpack_are_exact_in_bfloat16():
+    with compute_dtype(jnp.bfloat16):
+        obs_space, act_space = dummy_spaces()
+        model = Model(obs_space, act_space, load_config('debug'))
+        latents = model_latents(model, B, 4, seed=5)
+        entries = {k.split('/')[1]: jnp.asarray(v, jnp.bfloat16) for k, v in latents.items()}
+        packed = model._pack_context({}, entries, {})
+        assert {k: v.dtype for k, v in packed.items()} == {
+            'dyn/deter': jnp.uint16,
+            'dyn/stoch': jnp.uint8,
+        }
+        # The agent's packing on device equals the numpy conversion of the float32 layout.
+        for key, value in latents.items():
+            expected = replay_layout.compact_array(key, value, 'bfloat16')
+            np.testing.assert_array_equal(np.asarray(packed[key]), expected)
+        unpacked = model._unpack_context(packed)
+        for key, value in entries.items():
+            assert unpacked[f'dyn/{key}'].dtype == jnp.bfloat16
+            np.testing.assert_array_equal(bits(unpacked[f'dyn/{key}']), bits(value))
 
 
 def test_without_replay_context_prepends_carried_action():
@@ -305,7 +388,9 @@ def test_config_variants_trace_in_bfloat16(overrides):
     assert outs['replay']['stepid'].shape == (2, 4, 20)
     assert ('dyn/deter' in outs['replay']) == bool(model.config.replay_context)
     if model.config.replay_context:
-        assert outs['replay']['dyn/deter'].dtype == jnp.float32
+        # bfloat16 deter travels as its uint16 bits, stoch as class indices.
+        assert outs['replay']['dyn/deter'].dtype == jnp.uint16
+        assert outs['replay']['dyn/stoch'].dtype == jnp.uint8
 
 
 def test_report_and_policy_trace_in_bfloat16():
@@ -329,4 +414,4 @@ def test_report_and_policy_trace_in_bfloat16():
     assert jax.tree.map(lambda x: (x.shape, x.dtype), new) == jax.tree.map(
         lambda x: (x.shape, x.dtype), jax.eval_shape(lambda: pcarry)
     )
-    assert act['act_disc'].dtype == jnp.int32 and outs['dyn/deter'].dtype == jnp.float32
+    assert act['act_disc'].dtype == jnp.int32 and outs['dyn/deter'].dtype == jnp.uint16

@@ -47,8 +47,7 @@ def batches(agent, length):
     spaces = {**agent.obs_space, **agent.act_space, **agent.model.ext_space}
     for seed in range(100):
         data = random_batch(spaces, B, length, seed)
-        data['consec'][:] = 0
-        data['dyn/stoch'] = np.eye(4, dtype=np.float32)[np.zeros((B, length, 2), int)]
+        data['consec'][:] = 0  # random_batch draws dyn/stoch as valid class indices
         yield data
 
 
@@ -60,6 +59,7 @@ def test_policy_train_report_save_load(agent):
     assert act['act_disc'].shape == (B,) and act['act_cont'].shape == (B, 6)
     assert set(outs) == {'dyn/deter', 'dyn/stoch'}
     assert outs['dyn/deter'].dtype == np.float32 and outs['dyn/deter'].shape == (B, 8)
+    assert outs['dyn/stoch'].dtype == np.uint8 and outs['dyn/stoch'].shape == (B, 2)
 
     stream = agent.stream(batches(agent, T + 1))
     carry = agent.init_train(B)
@@ -68,6 +68,7 @@ def test_policy_train_report_save_load(agent):
     carry, outs, metrics = agent.train(carry, next(stream))
     assert set(outs['replay']) == {'stepid', 'priority', 'dyn/deter', 'dyn/stoch'}
     assert outs['replay']['dyn/deter'].shape == (B, T, 8)
+    assert outs['replay']['dyn/stoch'].shape == (B, T, 2)
     assert np.isfinite(metrics['loss/vector']) and 'opt/grad_norm' in metrics
 
     _, metrics = agent.report(agent.init_report(B), next(stream))
