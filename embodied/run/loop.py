@@ -6,7 +6,7 @@ import elements
 
 from ..core import clock
 from ..core import driver as driverlib
-from . import checkpoints, episodes
+from . import checkpoints, episodes, replay_memory
 
 
 def make_driver(make_env, count, args):
@@ -25,6 +25,7 @@ class TrainLoop:
     """
 
     def __init__(self, agent, replay, logger, make_env, make_stream, args):
+        replay_memory.report(agent, replay)  # before the replay fills: is there memory for it?
         self.agent = agent
         self.replay = replay
         self.logger = logger
