@@ -1,6 +1,6 @@
 """Wall-clock timers that decide when to log, report and save.
 
-One convention for every clock in this project (spec §14.24): a period of 0 or a negative period
+One convention for every clock in this project: a period of 0 or a negative period
 means "never". A clock returns `first` on its first call and afterwards True whenever at least
 `every` seconds have passed since it last returned True (or since the first call).
 
@@ -15,12 +15,12 @@ from elements.when import Ratio  # noqa: F401
 class LocalClock:
     """Fires at most once per `every` seconds of wall time in this process."""
 
-    def __init__(self, every, first=False):
+    def __init__(self, every: float, first: bool = False):
         self.every = float(every)
         self.first = bool(first)
         self._prev = None
 
-    def __call__(self, step=None):
+    def __call__(self, step: int | None = None) -> bool:
         """Return whether the period has elapsed; `step` is accepted and ignored."""
         if self.every <= 0:
             return False
@@ -38,6 +38,6 @@ class GlobalClock(LocalClock):
     """A LocalClock under the name the parallel learner uses.
 
     Single-replica only: the reference meant this clock to agree across replicas through a clock
-    server, which it never started (spec §14.25). Here each replica decides on its own, which is
+    server, which it never started. Here each replica decides on its own, which is
     exact for one replica and merely unsynchronised for several.
     """
