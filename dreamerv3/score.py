@@ -211,7 +211,10 @@ def table(summary: dict) -> str:
             lines.append(f'{task:<{width}}' + ''.join(f'  {c:>{w}}' for c, w in zip(cells, widths)))
         kinds = sorted({n['by'] for n in normed if n})
         if kinds:
-            lines.append(f'Normalised: {"; ".join(kinds)}; 100% = human or max score.')
+            lines.append(
+                f'Normalised: {"; ".join(kinds)}; 100% = human or max score. Mean and median '
+                'over the task scores, IQM over every task-seed score.'
+            )
         for method, n in zip(methods, normed):
             if n and n['missing']:
                 lines.append(f'{method}: no baseline for {", ".join(n["missing"])}.')
