@@ -7,8 +7,11 @@ step ids), `del sel[key]` and `sel() -> key`. Prioritized selectors also have
 
 import collections
 import random
+from collections.abc import Hashable, Sequence
 
 import numpy as np
+
+Key = Hashable  # An item's key in the replay.
 
 
 def _stepkeys(stepids):
@@ -27,7 +30,7 @@ class SampleTree:
     filled.
     """
 
-    def __init__(self, branching=16, seed=0):
+    def __init__(self, branching: int = 16, seed: int = 0):
         if branching < 2:
             raise ValueError(f'Tree branching must be at least 2, got {branching}.')
         self.branching = branching
@@ -37,13 +40,13 @@ class SampleTree:
         self.levels = [np.zeros(0)]
         self._allocate(branching)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.keys)
 
-    def __contains__(self, key):
+    def __contains__(self, key: Key) -> bool:
         return key in self.slots
 
-    def insert(self, key, value):
+    def insert(self, key: Key, value: float) -> None:
         """Add a leaf for a new key."""
         if key in self.slots:
             raise KeyError(f'Key {key!r} is already in the tree; delete it first.')
@@ -53,7 +56,7 @@ class SampleTree:
         self.keys.append(key)
         self._set(np.array([self.slots[key]]), np.array([value], np.float64))
 
-    def remove(self, key):
+    def remove(self, key: Key) -> None:
         """Remove a key's leaf by moving the last leaf into its slot."""
         slot = self.slots.pop(key)
         last = len(self.keys) - 1
@@ -65,14 +68,14 @@ class SampleTree:
         else:
             self._set(np.array([slot]), np.zeros(1))
 
-    def update(self, keys, values):
+    def update(self, keys: Sequence[Key], values: Sequence[float] | np.ndarray) -> None:
         """Set the leaf values of existing keys."""
         if not len(keys):
             return
         slots = np.fromiter((self.slots[k] for k in keys), np.int64, len(keys))
         self._set(slots, np.asarray(values, np.float64))
 
-    def fill(self, values):
+    def fill(self, values: Sequence[float] | np.ndarray) -> None:
         """Make a static tree whose keys are the indices of `values`."""
         values = np.asarray(values, np.float64).reshape(-1)
         self.keys = range(len(values))
@@ -80,7 +83,7 @@ class SampleTree:
         self.levels = [values]
         self._allocate(len(values))
 
-    def sample(self):
+    def sample(self) -> Key:
         """Descend from the root and return the key of the chosen leaf."""
         if not self.keys:
             raise ValueError('Cannot sample from an empty tree; insert items first.')
@@ -146,22 +149,23 @@ class SampleTree:
 class Uniform:
     """Samples every item with equal probability."""
 
-    def __init__(self, seed=0):
+    def __init__(self, seed: int = 0):
         self.rng = random.Random(seed)
         self.keys = []
         self.indices = {}
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.keys)
 
-    def __call__(self):
+    def __call__(self) -> Key:
+        """Key of the item to sample next."""
         return self.keys[self.rng.randrange(len(self.keys))]
 
-    def __setitem__(self, key, stepids):
+    def __setitem__(self, key: Key, stepids: np.ndarray) -> None:
         self.indices[key] = len(self.keys)
         self.keys.append(key)
 
-    def __delitem__(self, key):
+    def __delitem__(self, key: Key) -> None:
         index = self.indices.pop(key)
         last = self.keys.pop()
         if index != len(self.keys):
@@ -175,16 +179,17 @@ class Fifo:
     def __init__(self):
         self.queue = collections.deque()
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.queue)
 
-    def __call__(self):
+    def __call__(self) -> Key:
+        """Key of the item to sample next."""
         return self.queue[0]
 
-    def __setitem__(self, key, stepids):
+    def __setitem__(self, key: Key, stepids: np.ndarray) -> None:
         self.queue.append(key)
 
-    def __delitem__(self, key):
+    def __delitem__(self, key: Key) -> None:
         if self.queue[0] == key:
             self.queue.popleft()
         else:
@@ -195,7 +200,13 @@ class Prioritized:
     """Samples items in proportion to an aggregate of their steps' priorities^exponent."""
 
     def __init__(
-        self, exponent=1.0, initial=1.0, zero_on_sample=False, maxfrac=0.0, branching=16, seed=0
+        self,
+        exponent: float = 1.0,
+        initial: float | str = 1.0,
+        zero_on_sample: bool = False,
+        maxfrac: float = 0.0,
+        branching: int = 16,
+        seed: int = 0,
     ):
         initial = float(initial)  # the config may spell infinity as the string 'inf'
         if not 0 <= maxfrac <= 1:
@@ -214,10 +225,11 @@ class Prioritized:
         self.values = np.zeros(1024)  # slot -> priority ** exponent
         self.free = []
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.items)
 
-    def __call__(self):
+    def __call__(self) -> Key:
+        """Key of the item to sample next."""
         key = self.tree.sample()
         if self.zero_on_sample:
             slots = self.items[key]
@@ -225,7 +237,7 @@ class Prioritized:
             self._refresh(slots)
         return key
 
-    def __setitem__(self, key, stepids):
+    def __setitem__(self, key: Key, stepids: np.ndarray) -> None:
         if key in self.items:
             raise KeyError(f'Item {key!r} is already in the selector; delete it first.')
         keys = _stepkeys(stepids)
@@ -241,20 +253,21 @@ class Prioritized:
         self.items[key] = slots
         self.tree.insert(key, self._aggregate(slots[None])[0])
 
-    def __delitem__(self, key):
+    def __delitem__(self, key: Key) -> None:
         slots = self.items.pop(key)
         self.tree.remove(key)
         for slot in slots.tolist():
             owners = self.stepitems[slot]
             owners.remove(key)
             if not owners:
-                # Forget the step, so that late priorities for it are ignored (spec 14.20).
+                # Forget the step: late priorities for it (from a train step that sampled it
+                # before the deletion) are then ignored instead of re-creating an entry.
                 del self.stepslots[self.slotsteps[slot]]
                 self.slotsteps[slot] = None
                 self.values[slot] = 0.0
                 self.free.append(slot)
 
-    def prioritize(self, stepids, priorities):
+    def prioritize(self, stepids: np.ndarray, priorities: np.ndarray) -> None:
         """Set the priorities of known steps and refresh every item that contains one."""
         priorities = np.asarray(priorities, np.float64).reshape(-1)
         keys = _stepkeys(stepids)
@@ -316,7 +329,7 @@ class Prioritized:
 class Recency:
     """Samples items by age (0 = newest) with probabilities `uprobs[age]`."""
 
-    def __init__(self, uprobs, branching=16, seed=0):
+    def __init__(self, uprobs: Sequence[float] | np.ndarray, branching: int = 16, seed: int = 0):
         uprobs = np.asarray(uprobs, np.float64).reshape(-1)
         if not len(uprobs) or np.any(uprobs < 0) or not uprobs.sum() > 0:
             raise ValueError('Recency uprobs must be non-negative with a positive sum.')
@@ -332,10 +345,11 @@ class Recency:
         self.keys = {}  # insertion counter -> key
         self.counter = 0
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.steps)
 
-    def __call__(self):
+    def __call__(self) -> Key:
+        """Key of the item to sample next."""
         n = len(self.steps)
         if not n:
             raise ValueError('Cannot sample from an empty Recency selector; insert items first.')
@@ -351,19 +365,19 @@ class Recency:
             'deleted oldest first, as the replay does.'
         )
 
-    def __setitem__(self, key, stepids):
+    def __setitem__(self, key: Key, stepids: np.ndarray) -> None:
         self.steps[key] = self.counter
         self.keys[self.counter] = key
         self.counter += 1
 
-    def __delitem__(self, key):
+    def __delitem__(self, key: Key) -> None:
         del self.keys[self.steps.pop(key)]
 
 
 class Mixture:
     """Picks one of several selectors per sample, by fixed fractions."""
 
-    def __init__(self, selectors, fractions, seed=0):
+    def __init__(self, selectors: dict[str, object], fractions: dict[str, float], seed: int = 0):
         if set(selectors) != set(fractions):
             raise KeyError(
                 f'Mixture selectors {sorted(selectors)} and fractions {sorted(fractions)} '
@@ -380,22 +394,23 @@ class Mixture:
         self.fractions /= self.fractions.sum()
         self.rng = np.random.default_rng(seed)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.selectors[0])
 
-    def __call__(self):
+    def __call__(self) -> Key:
+        """Key of the item to sample next."""
         index = self.rng.choice(len(self.selectors), p=self.fractions)
         return self.selectors[index]()
 
-    def __setitem__(self, key, stepids):
+    def __setitem__(self, key: Key, stepids: np.ndarray) -> None:
         for selector in self.selectors:
             selector[key] = stepids
 
-    def __delitem__(self, key):
+    def __delitem__(self, key: Key) -> None:
         for selector in self.selectors:
             del selector[key]
 
-    def prioritize(self, stepids, priorities):
+    def prioritize(self, stepids: np.ndarray, priorities: np.ndarray) -> None:
         """Forward priorities to the selectors that use them."""
         for selector in self.selectors:
             if hasattr(selector, 'prioritize'):

@@ -6,6 +6,8 @@ checkpoint its position. Sources that are plain iterators (no save/load) count a
 
 import queue
 import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import elements
 import numpy as np
@@ -25,17 +27,17 @@ def _load(source, state):
 class Stream:
     """Base class: an iterator whose position can be saved and restored."""
 
-    def __iter__(self):
+    def __iter__(self) -> 'Stream':
         return self
 
-    def __next__(self):
+    def __next__(self) -> Any:
         raise NotImplementedError('__next__() -> item')
 
-    def save(self):
+    def save(self) -> Any:
         """Return a picklable description of the current position."""
         raise NotImplementedError('save() -> state')
 
-    def load(self, state):
+    def load(self, state: Any) -> None:
         """Continue from a state returned by save()."""
         raise NotImplementedError('load(state) -> None')
 
@@ -43,7 +45,7 @@ class Stream:
 class Stateless(Stream):
     """Calls `fn(*args)` for every item; has no position (e.g. random replay sampling)."""
 
-    def __init__(self, fn, *args):
+    def __init__(self, fn: Callable | Iterable, *args: Any):
         if not callable(fn) and hasattr(fn, '__next__'):
             fn = fn.__next__
         if not callable(fn):
@@ -51,14 +53,15 @@ class Stateless(Stream):
         self.fn = fn
         self.args = args
 
-    def __next__(self):
+    def __next__(self) -> Any:
         return self.fn(*self.args)
 
-    def save(self):
+    def save(self) -> None:
+        """Nothing to save: there is no position."""
         return None
 
-    def load(self, state):
-        pass
+    def load(self, state: Any) -> None:
+        """Nothing to restore."""
 
 
 class Consec(Stream):
@@ -75,7 +78,15 @@ class Consec(Stream):
     Every chunk gets an int32 key `consec` = i of shape (B, length + prefix).
     """
 
-    def __init__(self, source, length, consec, prefix=0, strict=True, contiguous=False):
+    def __init__(
+        self,
+        source: Iterable,
+        length: int,
+        consec: int,
+        prefix: int = 0,
+        strict: bool = True,
+        contiguous: bool = False,
+    ):
         if length < 1 or consec < 1 or prefix < 0:
             raise ValueError(
                 f'Consec needs length >= 1, consec >= 1, prefix >= 0; got length={length}, '
@@ -91,7 +102,7 @@ class Consec(Stream):
         self.current = None
         self.index = 0
 
-    def __next__(self):
+    def __next__(self) -> Any:
         if self.iterator is None:
             self.iterator = iter(self.source)
         if self.current is None or self.index >= self.consec:
@@ -124,10 +135,12 @@ class Consec(Stream):
             )
         return data
 
-    def save(self):
+    def save(self) -> Any:
+        """State of the position (see Stream.save)."""
         return {'source': _save(self.source), 'index': self.index}
 
-    def load(self, state):
+    def load(self, state: Any) -> None:
+        """Continue from a saved position (see Stream.load)."""
         _load(self.source, state['source'])
         # The partly used long sample is not part of the state, so continue with a fresh one:
         # chunk 0 must always begin a new sample because consumers reset their carry there.
@@ -145,7 +158,9 @@ class Prefetch(Stream):
 
     _END = object()
 
-    def __init__(self, source, transform=None, amount=1):
+    def __init__(
+        self, source: Iterable | Callable, transform: Callable | None = None, amount: int = 1
+    ):
         if amount < 1:
             raise ValueError(f'Prefetch amount must be >= 1, got {amount}.')
         self.source = iter(source) if hasattr(source, '__iter__') else source()
@@ -160,7 +175,7 @@ class Prefetch(Stream):
         self.worker = None
         self.failed = None
 
-    def __next__(self):
+    def __next__(self) -> Any:
         if self.failed is not None:
             raise self.failed
         self._start()
@@ -181,10 +196,12 @@ class Prefetch(Stream):
         item, self.state = result
         return item
 
-    def save(self):
+    def save(self) -> Any:
+        """State of the position (see Stream.save)."""
         return self.state
 
-    def load(self, state):
+    def load(self, state: Any) -> None:
+        """Continue from a saved position (see Stream.load)."""
         if self.stopping.is_set():
             raise RuntimeError('Prefetch.load() after close(); build a new Prefetch stream.')
         if self.worker is not None and not self.worker.is_alive():
@@ -204,7 +221,7 @@ class Prefetch(Stream):
             self.state = state
             self.failed = None
 
-    def close(self):
+    def close(self) -> None:
         """Stop the worker thread; further items raise StopIteration."""
         self.stopping.set()
         self.requests.release()
@@ -239,22 +256,24 @@ class Prefetch(Stream):
 class Zip(Stream):
     """Draws one item from each source and concatenates them along axis 0."""
 
-    def __init__(self, sources):
+    def __init__(self, sources: Sequence[Iterable]):
         if len(sources) < 1:
             raise ValueError('Zip needs at least one source.')
         self.sources = list(sources)
         self.iterators = None
 
-    def __next__(self):
+    def __next__(self) -> Any:
         if self.iterators is None:
             self.iterators = [iter(source) for source in self.sources]
         parts = [next(it) for it in self.iterators]
         return elements.tree.map(lambda *xs: np.concatenate(xs, 0), *parts)
 
-    def save(self):
+    def save(self) -> Any:
+        """State of the position (see Stream.save)."""
         return [_save(it) for it in (self.iterators or self.sources)]
 
-    def load(self, state):
+    def load(self, state: Any) -> None:
+        """Continue from a saved position (see Stream.load)."""
         if len(state) != len(self.sources):
             raise ValueError(
                 f'Zip state has {len(state)} entries but there are {len(self.sources)} '
@@ -269,20 +288,22 @@ class Zip(Stream):
 class Map(Stream):
     """Applies `fn` to every item of the source."""
 
-    def __init__(self, source, fn):
+    def __init__(self, source: Iterable, fn: Callable):
         self.source = source
         self.fn = fn
         self.iterator = None
 
-    def __next__(self):
+    def __next__(self) -> Any:
         if self.iterator is None:
             self.iterator = iter(self.source)
         return self.fn(next(self.iterator))
 
-    def save(self):
+    def save(self) -> Any:
+        """State of the position (see Stream.save)."""
         return _save(self.iterator or self.source)
 
-    def load(self, state):
+    def load(self, state: Any) -> None:
+        """Continue from a saved position (see Stream.load)."""
         if self.iterator is None:
             self.iterator = iter(self.source)
         _load(self.iterator, state)

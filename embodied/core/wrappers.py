@@ -2,15 +2,17 @@
 
 import collections
 import time
+from collections.abc import Callable
+from typing import Any
 
 import elements
 import numpy as np
 
-from .base import Wrapper
+from .base import Env, Spaces, Wrapper
 
 
-def wrap_env(env):
-    """Apply the standard wrappers (spec 8.2), innermost first.
+def wrap_env(env: Env) -> Env:
+    """Apply the standard wrappers, innermost first.
 
     NormalizeAction for each continuous action key, then UnifyDtypes, CheckSpaces, and ClipAction
     for each continuous key. An agent action is therefore clipped to [-1, 1], checked against the
@@ -41,7 +43,7 @@ class NormalizeAction(Wrapper):
     also reports [-1, 1] for them.
     """
 
-    def __init__(self, env, key='action'):
+    def __init__(self, env: Env, key: str = 'action'):
         super().__init__(env)
         space = env.act_space
         _require_key(space, key, 'NormalizeAction')
@@ -58,12 +60,12 @@ class NormalizeAction(Wrapper):
         self._high = np.where(self._mask, space.high, 1.0)
 
     @property
-    def act_space(self):
+    def act_space(self) -> Spaces:
         """The inner action spaces with this key replaced by float32 [-1, 1]."""
         space = elements.Space(np.float32, self._space.shape, -1, 1)
         return {**self.env.act_space, self._key: space}
 
-    def step(self, action):
+    def step(self, action: dict[str, Any]) -> dict[str, Any]:
         """Map the normalised action onto the original bounds and step."""
         value = np.asarray(action[self._key])
         orig = (value + 1) / 2 * (self._high - self._low) + self._low
@@ -102,23 +104,23 @@ class UnifyDtypes(Wrapper):
     arrays of the declared dtype); actions are converted back to the env's own dtypes.
     """
 
-    def __init__(self, env):
+    def __init__(self, env: Env):
         super().__init__(env)
         self._obs_space = {k: _unified_space(v) for k, v in env.obs_space.items()}
         self._act_space = {k: _unified_space(v) for k, v in env.act_space.items()}
         self._act_inner = {k: v.dtype for k, v in env.act_space.items()}
 
     @property
-    def obs_space(self):
+    def obs_space(self) -> Spaces:
         """Observation spaces with unified dtypes."""
         return self._obs_space
 
     @property
-    def act_space(self):
+    def act_space(self) -> Spaces:
         """Action spaces with unified dtypes."""
         return self._act_space
 
-    def step(self, action):
+    def step(self, action: dict[str, Any]) -> dict[str, Any]:
         """Cast actions to the env's dtypes and observations to the unified ones."""
         action = {
             k: np.asarray(v).astype(self._act_inner[k], copy=False) if k in self._act_inner else v
@@ -171,7 +173,7 @@ class CheckSpaces(Wrapper):
     `high`, which is exclusive for integer action spaces (a categorical with `high` classes).
     """
 
-    def __init__(self, env):
+    def __init__(self, env: Env):
         super().__init__(env)
         shared = set(env.obs_space) & set(env.act_space)
         if shared:
@@ -180,7 +182,7 @@ class CheckSpaces(Wrapper):
                 'both; rename one of them in the environment.'
             )
 
-    def step(self, action):
+    def step(self, action: dict[str, Any]) -> dict[str, Any]:
         """Check the action, step, and check the observation."""
         self._check(action, self.env.act_space, 'action')
         obs = self.env.step(action)
@@ -211,14 +213,14 @@ class CheckSpaces(Wrapper):
 class ClipAction(Wrapper):
     """Clips one action key element-wise to [low, high]."""
 
-    def __init__(self, env, key='action', low=-1, high=1):
+    def __init__(self, env: Env, key: str = 'action', low: float = -1, high: float = 1):
         super().__init__(env)
         _require_key(env.act_space, key, 'ClipAction')
         self._key = key
         self._low = low
         self._high = high
 
-    def step(self, action):
+    def step(self, action: dict[str, Any]) -> dict[str, Any]:
         """Clip the action key and step."""
         value = np.asarray(action[self._key])
         clipped = np.clip(value, self._low, self._high).astype(value.dtype, copy=False)
@@ -228,13 +230,13 @@ class ClipAction(Wrapper):
 class ActionRepeat(Wrapper):
     """Repeats each non-reset action up to `repeat` times and sums the rewards."""
 
-    def __init__(self, env, repeat):
+    def __init__(self, env: Env, repeat: int):
         super().__init__(env)
         if repeat < 1:
             raise ValueError(f'ActionRepeat needs repeat >= 1 but got {repeat}.')
         self._repeat = repeat
 
-    def step(self, action):
+    def step(self, action: dict[str, Any]) -> dict[str, Any]:
         """Step `repeat` times, or fewer when the episode ends."""
         if action['reset']:
             return self.env.step(action)
@@ -258,14 +260,14 @@ class TimeLimit(Wrapper):
     marked `is_first`, continuing the underlying episode.
     """
 
-    def __init__(self, env, duration, reset=True):
+    def __init__(self, env: Env, duration: int | None, reset: bool = True):
         super().__init__(env)
         self._duration = duration
         self._reset = reset
         self._step = 0
         self._done = True
 
-    def step(self, action):
+    def step(self, action: dict[str, Any]) -> dict[str, Any]:
         """Step and mark `is_last` once the duration is reached."""
         if action['reset'] or self._done:
             self._step = 0
@@ -285,7 +287,7 @@ class TimeLimit(Wrapper):
 class DiscretizeAction(Wrapper):
     """Exposes a continuous key as int32 choices among `bins` values in linspace(-1, 1, bins)."""
 
-    def __init__(self, env, key='action', bins=5):
+    def __init__(self, env: Env, key: str = 'action', bins: int = 5):
         super().__init__(env)
         _require_key(env.act_space, key, 'DiscretizeAction')
         if bins < 2:
@@ -296,12 +298,12 @@ class DiscretizeAction(Wrapper):
         self._values = np.linspace(-1, 1, bins)
 
     @property
-    def act_space(self):
+    def act_space(self) -> Spaces:
         """The inner action spaces with this key replaced by int32 choices."""
         space = elements.Space(np.int32, self._space.shape, 0, self._bins)
         return {**self.env.act_space, self._key: space}
 
-    def step(self, action):
+    def step(self, action: dict[str, Any]) -> dict[str, Any]:
         """Look up the continuous values of the chosen bins and step."""
         index = np.asarray(action[self._key])
         value = self._values[index].astype(self._space.dtype)
@@ -318,7 +320,7 @@ class ResizeImage(Wrapper):
     """Nearest-neighbour resizes every rank >= 2 observation whose first two dims differ from
     `size`."""
 
-    def __init__(self, env, size=(64, 64)):
+    def __init__(self, env: Env, size: tuple[int, int] = (64, 64)):
         super().__init__(env)
         self._size = tuple(size)
         self._keys = [
@@ -334,7 +336,7 @@ class ResizeImage(Wrapper):
             self._index[key] = (rows[:, None], cols[None, :])
 
     @property
-    def obs_space(self):
+    def obs_space(self) -> Spaces:
         """The inner observation spaces with resized shapes."""
         spaces = dict(self.env.obs_space)
         for key in self._keys:
@@ -346,7 +348,7 @@ class ResizeImage(Wrapper):
             spaces[key] = elements.Space(space.dtype, shape, low, high)
         return spaces
 
-    def step(self, action):
+    def step(self, action: dict[str, Any]) -> dict[str, Any]:
         """Step and resize the selected observations."""
         obs = self.env.step(action)
         obs = dict(obs)
@@ -359,7 +361,7 @@ class ResizeImage(Wrapper):
 class BackwardReturn(Wrapper):
     """Adds `bwreturn`, the discounted sum of past rewards with discount 1 - 1/horizon."""
 
-    def __init__(self, env, horizon):
+    def __init__(self, env: Env, horizon: int):
         super().__init__(env)
         if horizon <= 0:
             raise ValueError(f'BackwardReturn needs horizon > 0 but got {horizon}.')
@@ -367,11 +369,11 @@ class BackwardReturn(Wrapper):
         self._bwreturn = 0.0
 
     @property
-    def obs_space(self):
+    def obs_space(self) -> Spaces:
         """The inner observation spaces plus `bwreturn`."""
         return {**self.env.obs_space, 'bwreturn': elements.Space(np.float32)}
 
-    def step(self, action):
+    def step(self, action: dict[str, Any]) -> dict[str, Any]:
         """Step and update the running return, restarting it at `is_first`."""
         obs = self.env.step(action)
         if obs['is_first']:
@@ -383,7 +385,7 @@ class BackwardReturn(Wrapper):
 class AddObs(Wrapper):
     """Adds a constant observation `key` with the given value and space."""
 
-    def __init__(self, env, key, value, space):
+    def __init__(self, env: Env, key: str, value: Any, space: elements.Space):
         super().__init__(env)
         if key in env.obs_space:
             raise KeyError(
@@ -395,11 +397,11 @@ class AddObs(Wrapper):
         self._space = space
 
     @property
-    def obs_space(self):
+    def obs_space(self) -> Spaces:
         """The inner observation spaces plus the added key."""
         return {**self.env.obs_space, self._key: self._space}
 
-    def step(self, action):
+    def step(self, action: dict[str, Any]) -> dict[str, Any]:
         """Step and add the constant."""
         return {**self.env.step(action), self._key: self._value}
 
@@ -411,7 +413,14 @@ class RestartOnException(Wrapper):
     More than `maxfails` crashes within `window` seconds raise a RuntimeError.
     """
 
-    def __init__(self, ctor, exceptions=(Exception,), window=300, maxfails=2, wait=20):
+    def __init__(
+        self,
+        ctor: Callable[[], Env],
+        exceptions: type | tuple[type, ...] = (Exception,),
+        window: float = 300,
+        maxfails: int = 2,
+        wait: float = 20,
+    ):
         if isinstance(exceptions, type):
             exceptions = (exceptions,)
         self._ctor = ctor
@@ -422,7 +431,7 @@ class RestartOnException(Wrapper):
         self._fails = collections.deque()
         super().__init__(ctor())
 
-    def step(self, action):
+    def step(self, action: dict[str, Any]) -> dict[str, Any]:
         """Step, restarting the env on a matching exception."""
         try:
             return self.env.step(action)

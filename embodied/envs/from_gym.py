@@ -1,18 +1,21 @@
-"""Adapter from Gymnasium (and old-gym-API) environments to `embodied.Env` (spec 12.10).
+"""Adapter from Gymnasium (and old-gym-API) environments to `embodied.Env`.
 
 Suite `gym`: `gym_<id>` builds `gymnasium.make(<id>, **kwargs)`, e.g. `gym_CartPole-v1`.
 Environment instances may also follow the old gym API (`reset() -> obs`,
 `step() -> (obs, reward, done, info)`); the API is detected from what they return.
 
 Dict spaces are flattened with `/` separators. A non-dict observation goes under `obs_key`,
-`image` by default even for vectors, as in the reference (spec 14, item 40); set
+`image` by default even for vectors, as in the reference (kept for compatibility); set
 `obs_key='vector'` (config `env.gym.obs_key`) for a clearer name.
 """
+
+from types import ModuleType
+from typing import Any
 
 import elements
 import numpy as np
 
-from embodied.core.base import Env, step_spaces
+from embodied.core.base import Env, Spaces, step_spaces
 
 from . import registry
 
@@ -25,7 +28,14 @@ class FromGym(Env):
     info marks a time-limit truncation (`TimeLimit.truncated`).
     """
 
-    def __init__(self, env, obs_key='image', act_key='action', seed=None, **kwargs):
+    def __init__(
+        self,
+        env: Any,
+        obs_key: str = 'image',
+        act_key: str = 'action',
+        seed: int | None = None,
+        **kwargs: Any,
+    ):
         if isinstance(env, str):
             gym = registry.require('gym', 'gymnasium')
             env = gym.make(env, **kwargs)
@@ -54,17 +64,17 @@ class FromGym(Env):
         self._info = None
 
     @property
-    def env(self):
+    def env(self) -> Any:
         """The wrapped gym(nasium) environment."""
         return self._env
 
     @property
-    def info(self):
+    def info(self) -> dict | None:
         """The info dict of the most recent reset or step."""
         return self._info
 
     @property
-    def obs_space(self):
+    def obs_space(self) -> Spaces:
         """Flattened observation spaces plus the standard keys."""
         return {
             **self._obs_space,
@@ -72,11 +82,11 @@ class FromGym(Env):
         }
 
     @property
-    def act_space(self):
+    def act_space(self) -> Spaces:
         """Flattened action spaces plus `reset`."""
         return {**self._act_space, 'reset': elements.Space(bool)}
 
-    def step(self, action):
+    def step(self, action: dict[str, Any]) -> dict[str, Any]:
         """Reset on request or after an ending; otherwise step the environment."""
         if action['reset'] or self._done:
             self._done = False
@@ -106,7 +116,7 @@ class FromGym(Env):
         self._done = last
         return self._obs(obs, reward, is_last=last, is_terminal=terminal)
 
-    def render(self):
+    def render(self) -> np.ndarray:
         """An RGB frame from the environment (needs a render mode that returns arrays)."""
         image = self._env.render()
         if image is None:
@@ -115,7 +125,7 @@ class FromGym(Env):
             )
         return image
 
-    def close(self):
+    def close(self) -> None:
         """Close the wrapped environment, ignoring errors of half-closed ones."""
         try:
             self._env.close()
@@ -198,7 +208,7 @@ def _convert(space, key, action):
     )
 
 
-def flatten(nest, prefix=None):
+def flatten(nest: dict, prefix: str | None = None) -> dict:
     """Flatten nested dicts (or gym Dict spaces) into one dict with `/`-joined keys."""
     result = {}
     for key, value in nest.items():
@@ -212,7 +222,7 @@ def flatten(nest, prefix=None):
     return result
 
 
-def make_old_gym(gym, env_id, **kwargs):
+def make_old_gym(gym: ModuleType, env_id: str, **kwargs: Any) -> Any:
     """`gym.make` for the old `gym` package, without its NumPy-2-incompatible env checker."""
     try:
         return gym.make(env_id, disable_env_checker=True, **kwargs)
