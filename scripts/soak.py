@@ -153,6 +153,7 @@ def main():
     rng = random.Random(args.seed)
     logdir = pathlib.Path(args.logdir or tempfile.mkdtemp(prefix='soak-'))
     ckpt, replay_dir, metrics = logdir / 'ckpt', logdir / 'replay', logdir / 'metrics.jsonl'
+    logdir.parent.mkdir(parents=True, exist_ok=True)
     survived, lost, recovered, injected, problems = 0, [], 0, 0, []
     expect, step, expect_skip = state(ckpt)
     start = time.time()
