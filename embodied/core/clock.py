@@ -32,12 +32,3 @@ class LocalClock:
             self._prev = now
             return True
         return False
-
-
-class GlobalClock(LocalClock):
-    """A LocalClock under the name the parallel learner uses.
-
-    Single-replica only: the reference meant this clock to agree across replicas through a clock
-    server, which it never started. Here each replica decides on its own, which is
-    exact for one replica and merely unsynchronised for several.
-    """
