@@ -582,3 +582,69 @@ def test_save_load_small_configs(tmp_path, length, chunksize, capacity):
     else:
         # Whole chunks are loaded newest first, so the newest items of one worker may win.
         assert (b[:, -1] % WORKER == 8).any()
+
+
+def test_failed_chunk_write_raises_and_is_retried(tmp_path, monkeypatch):
+    original = chunklib.Chunk.save
+    broken = {'on': True}
+
+    def flaky(chunk, directory):
+        if broken['on']:
+            raise OSError(28, 'No space left on device')
+        return original(chunk, directory)
+
+    monkeypatch.setattr(chunklib.Chunk, 'save', flaky)
+    replay = Replay(2, capacity=100, directory=tmp_path, chunksize=4, selector=Cycle())
+    fill(replay, 6, workers=2)
+    with pytest.raises(embodied.replay.SaveError, match=r'Replay \S+ could not write the chunk'):
+        replay.save()
+    assert not replay.saved  # nothing counts as saved that is not on disk
+    # A background save reports its failure at the next save.
+    fill(replay, 1, workers=2, offset=6)
+    assert replay.save(wait=False) is None
+    time.sleep(0.2)
+    with pytest.raises(embodied.replay.SaveError, match='No space left on device'):
+        replay.save(wait=False)
+    broken['on'] = False
+    entry = replay.save()
+    assert sum(chunklib.parse_filename(n)[3] for n in entry['chunks']) == 2 * 7
+    assert sorted(os.listdir(tmp_path)) == entry['chunks']
+
+
+def test_load_with_an_entry_loads_only_the_listed_chunks(tmp_path, capsys):
+    replay = Replay(2, capacity=100, directory=tmp_path, chunksize=4, selector=Cycle())
+    fill(replay, 5, workers=2)
+    entry = replay.save()
+    # Steps saved after the checkpoint by a run that then died before its next checkpoint.
+    fill(replay, 3, workers=2, offset=5)
+    replay.save()
+    loaded = Replay(2, capacity=100, directory=tmp_path, chunksize=4, selector=Cycle())
+    loaded.load(entry)
+    assert sum(c.length for c in loaded.chunks.values()) == 2 * 5
+    assert len(loaded) == 2 * (5 - 2 + 1)
+    out = capsys.readouterr().out
+    assert 'loaded 10 steps' in out and 'leaves out 2 chunk files written after' in out
+    # Without an entry (checkpoints of earlier versions), every file is loaded.
+    everything = Replay(2, capacity=100, directory=tmp_path, chunksize=4, selector=Cycle())
+    everything.load()
+    assert sum(c.length for c in everything.chunks.values()) == 2 * 8
+
+
+def test_damaged_chunk_moves_to_corrupt(saved, capsys):
+    _, directory = saved
+    victim = sorted(os.listdir(directory))[0]
+    (directory / victim).write_bytes(b'not a zip file')
+    loaded = Replay(7, capacity=200, directory=directory, chunksize=3, selector=Cycle())
+    loaded.load()
+    out = capsys.readouterr().out
+    assert f'skips the unreadable chunk {victim}' in out and 'Traceback' not in out
+    assert (directory / 'corrupt' / victim).exists() and not (directory / victim).exists()
+    again = Replay(7, capacity=200, directory=directory, chunksize=3, selector=Cycle())
+    again.load()
+    assert 'skips the unreadable chunk' not in capsys.readouterr().out
+
+
+def test_name_comes_from_the_folder(tmp_path):
+    assert Replay(2, directory=tmp_path / 'eval_replay').name == 'eval_replay'
+    assert Replay(2).name == 'replay'
+    assert Replay(2, name='train').name == 'train'
