@@ -79,3 +79,9 @@ def test_lock_of_another_host_counts_as_live(tmp_path):
 def test_process_folders_of_a_multihost_run_lock_separately(tmp_path):
     with lock.acquire(tmp_path), lock.acquire(tmp_path / 'process1'):
         assert lock.holder(tmp_path) and lock.holder(tmp_path / 'process1')
+
+
+def test_object_store_logdirs_are_not_locked():
+    with lock.acquire('gs://bucket/run') as info:
+        assert info is None
+    assert lock.holder('gs://bucket/run') is None
