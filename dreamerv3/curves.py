@@ -7,6 +7,7 @@ repeat before it writes scores.jsonl, and the published files use frames, too.
 import dataclasses
 import gzip
 import json
+import os
 import pathlib
 import re
 import sys
@@ -122,13 +123,14 @@ def find_runs(paths: list[str]) -> list[pathlib.Path]:
         if is_run(path):
             runs.append(path)
             continue
-        found = sorted(
-            folder.parent
-            for folder in path.rglob('config.yaml')
-            if not PROCESS_FOLDER.match(folder.parent.name)
-        )
-        # A run inside another run's folder (e.g. env logs) is not a run of its own.
-        found = [f for f in found if not any(o in f.parents for o in found)]
+        found = []
+        for folder, subfolders, _ in os.walk(path):
+            if is_run(pathlib.Path(folder)):
+                found.append(pathlib.Path(folder))
+                # A run's own subfolders (replay, ckpt, process<i>) are no runs of their own.
+                subfolders.clear()
+            subfolders.sort()
+        found.sort()
         if not found:
             print(f'Skipping {path}: it holds no config.yaml or scores.jsonl.')
         runs += found
