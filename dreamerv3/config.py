@@ -9,17 +9,12 @@ import re
 import elements
 import ruamel.yaml as yaml
 
-# Keys with a character outside this set are regular expressions (spec 11.1).
+from embodied.run import scripts as scriptlib
+
+# Keys with a character outside this set are regular expressions over the flat keys.
 PLAIN_KEY = re.compile(r'^[A-Za-z0-9_.\-]+$')
-SCRIPTS = (
-    'train',
-    'train_eval',
-    'eval_only',
-    'parallel',
-    'parallel_env',
-    'parallel_envs',
-    'parallel_replay',
-)
+# Values of logger.terminal: a progress display, or that plus the metrics block.
+TERMINAL = ('progress', 'metrics')
 USAGE = """\
 usage: python -m dreamerv3.main [--configs NAME [NAME ...]] [--KEY VALUE ...]
 
@@ -170,8 +165,13 @@ def finalize(config, environ=None):
             config = config.update(replica=int(value))
         except ValueError as e:
             raise ConfigError(f'JOB_COMPLETION_INDEX must be an integer, got {value!r}.') from e
-    if config.script not in SCRIPTS:
-        raise ConfigError(f"Unknown script '{config.script}'. Valid scripts: {', '.join(SCRIPTS)}.")
+    if config.script not in scriptlib.TABLE:
+        names = ', '.join(scriptlib.TABLE)
+        raise ConfigError(f"Unknown script '{config.script}'. Valid scripts: {names}.")
+    if config.logger.terminal not in TERMINAL:
+        raise ConfigError(
+            f"Unknown logger.terminal '{config.logger.terminal}'; choose {' or '.join(TERMINAL)}."
+        )
     return multihost(config)
 
 
@@ -201,7 +201,8 @@ def multihost(config):
 def help_text(presets, config):
     """Usage, preset names and every key with its value and type."""
     names = ', '.join(name for name in presets if name != 'defaults')
-    lines = [USAGE, f'presets: {names}', '', 'keys (after the selected presets):']
+    lines = [USAGE, f'presets: {names}', '', 'scripts (--script):', *scriptlib.help_lines()]
+    lines += ['', 'keys (after the selected presets):']
     width = max(len(k) for k in config.flat)
     for key, value in config.flat.items():
         lines.append(f'  --{key.ljust(width)}  {value!r} ({type(value).__name__})')

@@ -65,26 +65,35 @@ def agent_config(config: elements.Config) -> elements.Config:
 
 
 def make_logger(config: elements.Config) -> elements.Logger:
-    """Logger with the terminal output plus the outputs named by logger.outputs."""
-    from embodied.run import outputs
+    """Logger with the outputs named by logger.outputs, plus the terminal metrics block.
 
+    Scripts with a progress display print the block only with `logger.terminal metrics`; the
+    others (the parallel roles) always print it.
+    """
+    from embodied.run import outputs, scripts
+
+    script = scripts.get(config.script)
     step = elements.Counter()
     suite = config.task.split('_', 1)[0]
-    multiplier = config.env.get(suite, {}).get('repeat', 1)
-    return elements.Logger(
-        step,
-        outputs.make_outputs(
-            config.logdir,
-            config.logger.outputs,
-            config.logger.filter,
-            config.logger.fps,
-        ),
-        multiplier,
+    # Steps count env steps (agent steps times the action repeat), except in scripts that
+    # count updates.
+    multiplier = config.env.get(suite, {}).get('repeat', 1) if script.unit == 'env steps' else 1
+    items = outputs.make_outputs(
+        config.logdir,
+        config.logger.outputs,
+        config.logger.filter,
+        config.logger.fps,
     )
+    if script.progress and config.logger.terminal != 'metrics':
+        items = [item for item in items if not isinstance(item, elements.logger.TerminalOutput)]
+    if not items:
+        # elements.Logger needs an output; writing to no file at all is valid here.
+        items = [lambda summaries: None]
+    return elements.Logger(step, items, multiplier)
 
 
-def make_replay(config: elements.Config, folder: str, mode: str = 'train'):
-    """The replay buffer for one mode, stored in logdir/<folder>."""
+def make_replay(config: elements.Config, folder: str | None, mode: str = 'train'):
+    """The replay buffer for one mode, stored in logdir/<folder> (in memory only for None)."""
     import embodied
 
     batlen = config.batch_length if mode == 'train' else config.report_length
@@ -96,9 +105,11 @@ def make_replay(config: elements.Config, folder: str, mode: str = 'train'):
             f'replay.size {capacity:g} ({mode}) cannot hold one batch of '
             f'batch_size {config.batch_size} x {length} steps; raise replay.size.'
         )
-    directory = elements.Path(config.logdir) / folder
-    if config.replicas > 1:
-        directory /= f'{config.replica:05}'
+    directory = None
+    if folder is not None:
+        directory = elements.Path(config.logdir) / folder
+        if config.replicas > 1:
+            directory /= f'{config.replica:05}'
     kwargs = dict(
         length=length,
         capacity=int(capacity),

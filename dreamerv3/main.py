@@ -2,7 +2,6 @@
 
 import contextlib
 import functools
-import importlib
 import sys
 
 import elements
@@ -60,6 +59,7 @@ def run(config):
     """Write config.yaml, set up portal and start the script the config names."""
     import portal
 
+    from embodied.run import scripts
     from embodied.run.checkpoints import CheckpointError, SaveFailed
 
     logdir = elements.Path(config.logdir)
@@ -83,23 +83,8 @@ def run(config):
 
     fns = make_factories(config)
     args = make_args(config)
-    script = config.script
-    name = 'parallel' if script.startswith('parallel') else script
     try:
-        module = importlib.import_module(f'embodied.run.{name}')
-    except ModuleNotFoundError as e:
-        if e.name != f'embodied.run.{name}':
-            raise
-        raise configlib.ConfigError(f"Script '{script}' is not available in this version.") from e
-    if script == 'parallel_env':
-        is_eval = config.replica >= config.run.envs
-        return module.parallel_env(fns['make_env'], config.replica, args, is_eval)
-    if script == 'parallel_envs':
-        return module.parallel_envs(fns['make_env'], args)
-    if script == 'parallel_replay':
-        return module.parallel_replay(fns['make_replay'], fns['make_stream'], args)
-    try:
-        return getattr(module, script)(**fns, args=args)
+        return scripts.call(scripts.get(config.script), fns, args)
     except SaveFailed:
         raise
     except CheckpointError:
@@ -111,7 +96,9 @@ def run(config):
 
 def writes_logdir(script):
     """Whether a script writes config, metrics and checkpoints to the logdir (and locks it)."""
-    return not script.endswith(('_env', '_replay'))
+    from embodied.run import scripts
+
+    return scripts.get(script).owns_logdir
 
 
 def lock_logdir(config):
@@ -123,20 +110,14 @@ def lock_logdir(config):
 
 def check_setup(config):
     """Check the task, the JAX platform and the checkpoint to evaluate, without side effects."""
-    from embodied.run import checkpoints
+    from embodied.run import scripts
 
-    if config.script != 'parallel_replay':
+    script = scripts.get(config.script)
+    if script.needs_task:
         check_task(config.task)
-    agent_scripts = ('train', 'train_eval', 'eval_only', 'parallel')
-    if config.script in agent_scripts and not config.random_agent:
+    if script.builds_agent and not config.random_agent:
         check_platform(config.jax.platform)
-    if config.script == 'eval_only':
-        if not config.run.from_checkpoint:
-            raise checkpoints.CheckpointError(
-                'The eval_only script needs a checkpoint: pass --run.from_checkpoint with a '
-                'checkpoint folder or the logdir of a training run.'
-            )
-        checkpoints.resolve(config.run.from_checkpoint)
+    scripts.check(script, make_args(config))
 
 
 def check_platform(platform):

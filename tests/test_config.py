@@ -28,6 +28,9 @@ ADDED_KEYS = {
     'env.dmc.log_image': False,
     'env.loconav.log_image': False,
     'env.gym.obs_key': 'image',
+    'logger.terminal': 'progress',
+    'run.from_replay': '',
+    'run.offline_updates': 100000,
 }
 
 

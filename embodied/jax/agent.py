@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import re
 import threading
+import time
 
 import elements
 import jax
@@ -119,11 +120,14 @@ class Agent(embodied.Agent):
         if self.jaxcfg.enable_policy:
             self._policy_params = self._copy_policy_params()
         self._ckpt_groups = tf.checkpoint_groups(self._params, self.jaxcfg.ckpt_chunksize)
+        # Whether train and report are compiled now; otherwise their first call compiles.
+        self.precompiled = False
         if self.jaxcfg.precompile:
             if jax.config.jax_disable_jit:
                 print('Skipping precompilation because jit is disabled.')
             else:
                 self._precompile()
+                self.precompiled = True
         elements.print('Agent ready.', color='yellow')
 
     @property
@@ -449,7 +453,6 @@ class Agent(embodied.Agent):
     def _precompile(self):
         config = self.config
         context = config.replay_context
-        elements.print('Compiling train and report...', color='yellow')
         for name, length, init in [
             ('train', config.batch_length, self.init_train),
             ('report', config.report_length, self.init_report),
@@ -458,6 +461,8 @@ class Agent(embodied.Agent):
             data = tf.device_put(self._zeros((batch, length + context)), self.train_sharded)
             seed = self._seed(0, self.train_mirrored)
             carry = init(batch)
+            elements.print(f'Compiling the {name} step...', color='yellow')
+            start = time.monotonic()
             if name == 'train':
                 kept = {k: self._params[k] for k in self.policy_keys}
                 donated = {k: v for k, v in self._params.items() if k not in kept}
@@ -466,6 +471,7 @@ class Agent(embodied.Agent):
             else:
                 compiled = self._report.lower(self._params, seed, carry, data).compile()
                 self._report = compiled
+            print(f'Compiled the {name} step in {time.monotonic() - start:.1f} s.')
             print(f'{name.capitalize()} cost analysis:')
             for line in tf.cost_summary(compiled):
                 print(f'  {line}')

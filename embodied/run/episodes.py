@@ -1,4 +1,4 @@
-"""Per-episode statistics collected from driver transitions (spec 9.2)."""
+"""Per-episode statistics collected from driver transitions."""
 
 import collections
 
@@ -29,7 +29,7 @@ class EpisodeStats:
             self.episodes[worker].reset()
         episode = self.episodes[worker]
         episode.add('score', tran['reward'], agg='sum')
-        # Length counts env steps, so the reset observation does not count (spec 14.27).
+        # Length counts env steps, so the reset observation does not count.
         episode.add('length', 0 if tran['is_first'] else 1, agg='sum')
         episode.add('rewards', tran['reward'], agg='stack')
         for key, value in tran.items():
@@ -55,6 +55,12 @@ class EpisodeStats:
             if len(rewards) > 1:
                 result['reward_rate'] = (np.abs(rewards[1:] - rewards[:-1]) >= 0.01).mean()
             self.epstats.add(result)
+
+    def mean_score(self, last: int = 10) -> float | None:
+        """The mean score of the last `last` finished episodes (None before the first ends)."""
+        if not self.history:
+            return None
+        return float(np.mean([score for score, _ in self.history][-last:]))
 
     def summary(self, last=10):
         """A one-line summary of the finished episodes, for the end of a run."""

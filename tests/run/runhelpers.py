@@ -71,6 +71,7 @@ class FakeAgent:
 
         import embodied
 
+        self.obs_space, self.act_space = obs_space, act_space
         self.random = embodied.RandomAgent(obs_space, act_space)
         self.modes = collections.Counter()  # env steps acted on per policy mode
         self.reports = collections.Counter()  # report calls per report carry name

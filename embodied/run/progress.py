@@ -1,0 +1,123 @@
+"""How far a run is: a tqdm bar on an interactive terminal, one short line per log otherwise.
+
+Both show the same fields: steps done of the total, steps per second, updates per second (for
+scripts that train), the estimated time left and the mean score of the last episodes.
+"""
+
+import datetime
+import sys
+import time
+
+import tqdm
+from tqdm.contrib import DummyTqdmFile
+
+
+class Progress:
+    """Progress of a loop that counts `unit` from `start` to `total`.
+
+    On a terminal (`out.isatty()`), `update` moves a tqdm bar and everything the run prints
+    meanwhile is written above the bar. Elsewhere `update` only remembers the numbers and
+    `log` prints them as one line, called on the run's log clock.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        start: int = 0,
+        unit: str = 'env steps',
+        interactive: bool | None = None,
+        out=None,
+    ):
+        self.out = out or sys.stdout
+        if interactive is None:
+            interactive = bool(getattr(self.out, 'isatty', lambda: False)())
+        self.interactive = interactive
+        self.total = int(total)
+        self.unit = unit
+        now = time.monotonic()
+        self.mark = (now, int(start), None)  # time, step, updates at the last rate window
+        self.rates = (None, None)  # steps/s, updates/s
+        self.step, self.updates, self.score = int(start), None, None
+        self.bar = None
+        self.stdout = None
+        if interactive:
+            self.bar = tqdm.tqdm(
+                total=self.total,
+                initial=int(start),
+                unit=f' {unit}',
+                unit_scale=True,
+                dynamic_ncols=True,
+                mininterval=0.5,
+                smoothing=0.05,
+                file=self.out,
+            )
+            # Prints of the run (saves, reports, warnings) go above the bar instead of through it.
+            if self.out is sys.stdout:
+                self.stdout = sys.stdout
+                sys.stdout = DummyTqdmFile(self.out)
+
+    def update(self, step: int, updates: int | None = None, score: float | None = None) -> None:
+        """Record the current step, update count and mean score (and move the bar)."""
+        self.step, self.updates, self.score = int(step), updates, score
+        now = time.monotonic()
+        then, before, updates_before = self.mark
+        if now - then >= 1.0:
+            steps_per_s = (self.step - before) / (now - then)
+            updates_per_s = None
+            if updates is not None and updates_before is not None:
+                updates_per_s = (updates - updates_before) / (now - then)
+            self.rates = (steps_per_s, updates_per_s)
+            self.mark = (now, self.step, updates)
+        elif updates_before is None and updates is not None:
+            self.mark = (then, before, updates)
+        if self.bar is not None:
+            self.bar.update(self.step - self.bar.n)
+            postfix = self.postfix()
+            if postfix:
+                self.bar.set_postfix_str(postfix, refresh=False)
+
+    def postfix(self) -> str:
+        """The fields the bar does not show itself: updates/s and the score."""
+        parts = []
+        if self.rates[1] is not None and self.unit != 'updates':
+            parts.append(f'{self.rates[1]:.2f} updates/s')
+        if self.score is not None:
+            parts.append(f'score {self.score:.2f}')
+        return ', '.join(parts)
+
+    def line(self) -> str:
+        """Every field in one short line."""
+        percent = 100 * self.step / self.total if self.total else 100.0
+        parts = [f'{self.unit.capitalize()} {self.step:,} / {self.total:,} ({percent:.1f}%)']
+        steps_per_s, updates_per_s = self.rates
+        if steps_per_s is not None:
+            parts.append(f'{steps_per_s:.1f} {self.unit}/s')
+        if updates_per_s is not None and self.unit != 'updates':
+            parts.append(f'{updates_per_s:.2f} updates/s')
+        if steps_per_s:
+            left = max(0, self.total - self.step) / steps_per_s
+            parts.append(f'ETA {eta(left)}')
+        if self.score is not None:
+            parts.append(f'score {self.score:.2f}')
+        return ' | '.join(parts)
+
+    def log(self) -> None:
+        """Print the progress line (only without a bar; the bar is always on screen)."""
+        if self.bar is None:
+            print(self.line(), file=self.out, flush=True)
+
+    def close(self) -> None:
+        """Remove the stdout redirection and leave the bar at its final state."""
+        if self.stdout is not None:
+            sys.stdout = self.stdout
+            self.stdout = None
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def eta(seconds: float) -> str:
+    """Seconds as h:mm:ss, or days for very long runs."""
+    if seconds > 99 * 86400:
+        return f'{seconds / 86400:.0f} days'
+    return str(datetime.timedelta(seconds=int(seconds)))
