@@ -93,17 +93,26 @@ class Checkpoint:
             write(folder, {k: v.save for k, v in self._saveables.items()})
         except OSError as e:
             _remove(folder)
-            kept = f"'{previous}' is intact" if previous else 'none was saved before'
+            if previous:
+                kept = (
+                    f"the previous checkpoint '{previous}' is intact; running the same command "
+                    'again resumes from it'
+                )
+            else:
+                kept = 'no earlier checkpoint exists'
             raise SaveFailed(
-                f"Saving the checkpoint '{folder}' failed: {e}. Nothing of it was kept and the "
-                f'previous checkpoint {kept}; running the same command again resumes from it. '
-                'Free disk space or make the logdir writable first.'
+                f"Saving the checkpoint '{folder}' failed: {e}. Nothing of it was kept and "
+                f'{kept}. Free disk space or make the logdir writable first.'
             ) from e
         except BaseException:
             _remove(folder)
             raise
-        _write_atomic(self._directory / 'latest', folder.name.encode())
-        self._cleanup(folder)
+        try:
+            _write_atomic(self._directory / 'latest', folder.name.encode())
+            self._cleanup(folder)
+        except OSError as e:
+            # The checkpoint is complete: loading finds it by its done marker, not by `latest`.
+            elements.print(f'Could not update latest or prune old checkpoints: {e}', color='red')
         print('Saved checkpoint.')
         return folder
 
