@@ -10,23 +10,28 @@ from ..core import clock, driver
 from . import remote
 
 
-def run(make_env, env_id, args, is_eval):
+def run(make_env, env_id, args, is_eval, ending=None) -> int:
     """Step env `env_id` until the actor says the run has ended; returns 0.
 
     The env sends each observation (plus `envid` and `is_eval`) to the actor's `act` method
     (`act_eval` for eval envs) and executes the returned action. After a last step, and at the
     start, the action is a random reset action. On a lost connection it reconnects and resets.
+    While it waits to connect, `ending` (a multiprocessing event, when given) being set also
+    ends it: the run stopped before the actor could tell this env.
     """
     env = make_env(env_id)
     print(f'Env {env_id} ({"eval" if is_eval else "train"}) started in process {os.getpid()}.')
     act_space = {k: v for k, v in env.act_space.items() if k != 'reset'}
     method = 'act_eval' if is_eval else 'act'
     actor = portal.Client(args.actor_addr, f'Env{env_id}Actor', autoconn=False)
-    actor.connect()
-    reporter = Reporter(env_id, args) if env_id == 0 else None
+    reporter = None
     done = True
     act = None
     try:
+        if not connect(actor, ending):
+            print(f'Env {env_id} stops because the run has ended.')
+            return 0
+        reporter = Reporter(env_id, args) if env_id == 0 else None
         while True:
             if done:
                 act = {k: v.sample() for k, v in act_space.items()}
@@ -44,7 +49,9 @@ def run(make_env, env_id, args, is_eval):
                     reply = request(actor, method, obs, env_id)
             except portal.Disconnected:
                 print(f'Env {env_id} lost the actor; reconnecting and resetting.')
-                actor.connect()
+                if not connect(actor, ending):
+                    print(f'Env {env_id} stops because the run has ended.')
+                    return 0
                 done = True
                 continue
             if reply is None or bool(reply.pop('stop')):
@@ -57,6 +64,14 @@ def run(make_env, env_id, args, is_eval):
             reporter.close()
         actor.close()
         env.close()
+
+
+def connect(actor, ending, poll=remote.POLL) -> bool:
+    """Wait until `actor` is connected (True) or `ending` is set (False)."""
+    while not actor.connect(timeout=poll):
+        if ending is not None and ending.is_set():
+            return False
+    return True
 
 
 def request(actor, method, obs, env_id, poll=remote.POLL):

@@ -1,26 +1,34 @@
-"""The `parallel` script: agent, replay, logger and envs as separate roles (spec 1.5, 9.5).
+"""The `parallel` script: agent, replay, logger and envs as separate roles.
 
 Roles talk over portal RPC. The agent role acts (a batching server at `run.actor_addr`) and
 learns (from the replay role at `run.replay_addr`); every role sends metrics to the logger role
-at `run.logger_addr`, which owns the env step counter.
+at `run.logger_addr`, which owns the env step counter. The agent role is a thread of the main
+process (a process of its own with `run.agent_process`); the logger, the replay (unless
+`run.remote_replay`) and each env (unless `run.remote_envs`) are `portal.Process`es.
 
-Stopping (spec §14.32): the actor learns the env step from the logger's replies. Once it reaches
-`run.steps`, the learner saves its checkpoint and ends, the actor tells every env to stop in its
-replies, then the agent role asks the replay and logger roles to save and exit. Every process
-therefore ends by itself. A role that dies makes the supervisor stop all others and raise an
-error that names the role; the role's own traceback is printed by its process.
+Stopping: the actor learns the env step from the logger's replies. Once it reaches `run.steps`,
+or once SIGINT or SIGTERM reached the main process, the learner finishes its update, saves its
+checkpoint and ends, the actor tells every env to stop in its replies, then the agent role asks
+the replay and logger roles to save and exit. Every process therefore ends by itself. The role
+processes ignore both signals (a Ctrl-C reaches the whole process group); a second signal to the
+main process kills every role and ends the run at once without saving. A role that dies makes
+the supervisor kill all others and end the run with exit status 1 and a message naming the role;
+the role's own traceback is printed by its process.
 
 The roles started separately (`parallel_env`, `parallel_envs`, `parallel_replay`) need real
 addresses: `{auto}` (a free local port) only works when one command starts all roles.
 """
 
 import functools
+import os
+import signal
+import sys
 import time
 
 import portal
 import psutil
 
-from . import checkpoints, env_role, logger_role, parallel_agent, replay_role
+from . import checkpoints, env_role, interrupt, logger_role, parallel_agent, replay_role
 
 ADDRESSES = ('actor_addr', 'replay_addr', 'logger_addr')
 # Seconds the supervisor waits for the other roles to exit after the agent role has finished.
@@ -28,30 +36,100 @@ SHUTDOWN_GRACE = 60
 # Seconds to wait for killed processes to be gone: a SIGKILLed JAX process with a large heap
 # can take a while to release its memory on a loaded machine.
 REAP_TIMEOUT = 20
+# Seconds portal waits between its SIGTERM and its SIGKILL when killing a role. The roles of a
+# `parallel` run ignore SIGTERM, so waiting longer gains nothing.
+KILL_WAIT = 0.1
 
 
-def parallel(make_agent, make_replay, make_env, make_stream, make_logger, args):
+class RoleError(RuntimeError):
+    """A role exited with a non-zero code; `name` and `code` say which and how."""
+
+    def __init__(self, name: str, code: int):
+        super().__init__(
+            f"'{name}' crashed with exit code {code}; see its output above for the error "
+            '(a negative code is the signal that killed it).'
+        )
+        self.name = name
+        self.code = code
+
+
+def parallel(make_agent, make_replay, make_env, make_stream, make_logger, args) -> None:
     """Start every role of the run in this machine and wait until the run ends."""
     args = combined_args(args)
     if args.from_checkpoint:
         # Fail before starting any role when there is nothing to load.
         checkpoints.resolve(args.from_checkpoint)
     print('Parallel roles: ' + ', '.join(f'{k}={args[k]}' for k in ADDRESSES))
+    # Every process portal starts from here on (roles, the actor's batcher) ignores the signals.
+    portal.initfn(interrupt.shield, call_now=False)
+    # Set by the first signal, which makes the agent role stop the run as if `run.steps` were
+    # reached, and by the agent role once it has stopped the run, which makes envs that are
+    # still waiting to connect to the actor give up.
+    ending = portal.contextlib.context.mp.Event()
     bind = functools.partial
-    agent_fn = bind(parallel_agent.run, make_agent, args)
-    if args.agent_process:
-        agent = portal.Process(agent_fn, name='agent')
-    else:
-        agent = portal.Thread(agent_fn, name='agent')
+    worker = portal.Process if args.agent_process else portal.Thread
+    agent = worker(bind(parallel_agent.run, make_agent, args), ending, name='agent')
     workers = [agent, portal.Process(bind(logger_role.run, make_logger, args), name='logger')]
     if not args.remote_replay:
         workers.append(
             portal.Process(bind(replay_role.run, make_replay, make_stream, args), name='replay')
         )
     if not args.remote_envs:
-        workers += env_workers(make_env, args)
-    supervise(workers, leader=agent)
+        workers += env_workers(make_env, args, ending)
+    quit_ = _Quit()
+    try:
+        with interrupt.Interrupt(callback=lambda signum: quit_.arm(ending)):
+            supervise(workers, leader=agent)
+    except RoleError as e:
+        print(str(e), file=sys.stderr, flush=True)
+        if isinstance(agent, portal.Thread) and agent.running:
+            _exit_now(1)
+        sys.exit(1)
+    except _QuitNow:
+        print(f'Received {quit_.signame} again: killing every role without saving.')
+        kill(workers)
+        _exit_now(-quit_.signum)
     print('Parallel run finished.')
+
+
+class _QuitNow(BaseException):
+    """Raised in the main thread by the second signal."""
+
+
+class _Quit:
+    """After the first signal: tell the agent role to stop, and let a second signal quit."""
+
+    def __init__(self):
+        self.signum = None
+
+    @property
+    def signame(self):
+        return signal.Signals(self.signum).name
+
+    def arm(self, ending):
+        ending.set()
+        for signum in interrupt.SIGNALS:
+            signal.signal(signum, self._again)
+
+    def _again(self, signum, frame):
+        self.signum = signum
+        raise _QuitNow()
+
+
+def _exit_now(code):
+    """End the process at once, without the interpreter's shutdown.
+
+    The agent role thread, when killed inside native code (e.g. while XLA compiles), lives on
+    until that call returns, and a normal shutdown with it still running aborts the process
+    (SIGABRT); the roles are already gone, so nothing is lost by skipping it. A negative code
+    ends the process by that signal.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code)
 
 
 def parallel_env(make_env, env_id, args, is_eval=False):
@@ -102,22 +180,27 @@ def require_addresses(args, keys, script):
             )
 
 
-def env_workers(make_env, args):
-    """One process per env: ids 0..envs-1 train, envs..envs+eval_envs-1 evaluate."""
+def env_workers(make_env, args, ending=None) -> list:
+    """One process per env: ids 0..envs-1 train, envs..envs+eval_envs-1 evaluate.
+
+    `ending`, a multiprocessing event, lets an env that has not reached the actor yet stop
+    once the run is ending.
+    """
     workers = []
     for env_id in range(args.envs + args.eval_envs):
         is_eval = env_id >= args.envs
         fn = functools.partial(env_role.run, make_env, env_id, args, is_eval)
-        workers.append(portal.Process(fn, name=f'env{env_id}'))
+        workers.append(portal.Process(fn, ending, name=f'env{env_id}'))
     return workers
 
 
-def supervise(workers, leader=None, grace=SHUTDOWN_GRACE, poll=0.1):
+def supervise(workers, leader=None, grace: float = SHUTDOWN_GRACE, poll: float = 0.1) -> None:
     """Start the workers and wait until all exit; stop everything when one fails.
 
-    A worker that exits with a non-zero code makes this kill all workers (with their child
-    processes) and raise RuntimeError naming it. Once `leader` has exited cleanly, the others
-    get `grace` seconds to finish before they are killed.
+    This is `portal.run` plus what it lacks: once `leader` has exited cleanly, the others get
+    `grace` seconds to finish before they are killed, and a failure raises only after the
+    killed processes are gone. A worker that exits with a non-zero code makes this kill all
+    workers (with their child processes) and raise RoleError naming it.
     """
     for worker in workers:
         if not worker.started:
@@ -131,10 +214,7 @@ def supervise(workers, leader=None, grace=SHUTDOWN_GRACE, poll=0.1):
             name, code = failed[0].name, failed[0].exitcode
             print(f"Stopping all roles because '{name}' exited with code {code}.", flush=True)
             kill(workers)
-            raise RuntimeError(
-                f"'{name}' crashed with exit code {code}; see its output above for the error "
-                '(a negative code is the signal that killed it).'
-            )
+            raise RoleError(name, code)
         if all(w.exitcode == 0 for w in workers):
             return
         if leader is not None and leader.exitcode == 0:
@@ -146,50 +226,41 @@ def supervise(workers, leader=None, grace=SHUTDOWN_GRACE, poll=0.1):
                 return
 
 
-def kill(workers):
-    """Kill every worker that is still running with its child processes; wait until all are gone."""
-    procs = []
-    for worker in workers:
-        if isinstance(worker, portal.Process) and worker.started and worker.exitcode is None:
-            procs += descendants(worker.pid)
-    for worker in workers:
-        if worker.started and worker.exitcode is None:
-            try:
-                worker.kill()
-            except Exception as e:  # Best effort: keep killing the others.
-                print(f"Could not kill '{worker.name}': {e}")
-    reap(procs)
+def kill(workers, timeout: float = REAP_TIMEOUT) -> None:
+    """Kill the running workers with their child processes; wait until all are gone.
 
-
-def descendants(pid):
-    """The process `pid` and all its descendants, as psutil processes."""
-    try:
-        proc = psutil.Process(pid)
-        return [proc] + proc.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def reap(procs, timeout=REAP_TIMEOUT):
-    """Kill the processes that still run and wait until each has exited (or is a zombie)."""
-    for proc in procs:
+    portal kills each worker's process tree. The process ids are taken first, because a killed
+    worker's children can no longer be found from it; any of them still alive afterwards (e.g.
+    when a kill raised) is killed again here.
+    """
+    running = [w for w in workers if w.started and w.exitcode is None]
+    pids = [pid for w in running if isinstance(w, portal.Process) for pid in _tree(w.pid)]
+    for worker in running:
         try:
-            # Also covers the children of a worker whose own kill() raised.
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
+            worker.kill(KILL_WAIT)
+        except Exception as e:  # Best effort: keep killing the others.
+            print(f"Could not kill '{worker.name}': {e}")
+    for pid in pids:
+        if portal.proc_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     deadline = time.monotonic() + timeout
-    left = [p for p in procs if running(p)]
+    for worker in running:
+        if isinstance(worker, portal.Process):
+            worker.join(max(0.0, deadline - time.monotonic()))  # reaps the direct child
+    left = [pid for pid in pids if portal.proc_alive(pid)]
     while left and time.monotonic() < deadline:
         time.sleep(0.05)
-        left = [p for p in left if running(p)]
+        left = [pid for pid in left if portal.proc_alive(pid)]
     if left:
-        print(f'Processes still running {timeout}s after being killed: {[p.pid for p in left]}')
+        print(f'Processes still running {timeout}s after being killed: {left}')
 
 
-def running(proc):
-    """Whether a process exists and is not a zombie."""
+def _tree(pid):
     try:
-        return proc.status() != psutil.STATUS_ZOMBIE
+        proc = psutil.Process(pid)
+        return [pid] + [child.pid for child in proc.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return False
+        return []

@@ -13,23 +13,28 @@ from ..core.driver import zero_where
 from . import checkpoints, remote
 
 
-def run(make_agent, args):
+def run(make_agent, args, ending=None) -> int:
     """Act and learn until the env step reaches `run.steps`, then stop the other roles.
 
     The actor serves only once the learner has restored its checkpoint. When the actor learns
-    from the logger that `run.steps` is reached, the learner saves and ends, the actor tells
-    the envs to stop, and then the replay and logger roles are asked to save and exit.
+    from the logger that `run.steps` is reached, or sees `ending` (a multiprocessing event the
+    main process sets on SIGINT or SIGTERM), the learner finishes its update, saves and ends,
+    the actor tells the envs to stop, and then the replay and logger roles are asked to save
+    and exit. This role sets `ending` itself once the actor has closed, so that envs still
+    waiting to connect stop too.
     """
     agent = make_agent()
     stop = threading.Event()
     ready = threading.Event()
-    actor = Actor(agent, args, stop, ready)
+    actor = Actor(agent, args, stop, ready, ending)
     learner = Learner(agent, args, stop, ready)
     actor_thread = portal.Thread(actor.run, name='actor', start=True)
     learner_thread = portal.Thread(learner.run, name='learner', start=True)
     learner_thread.join()
     actor.finish(timeout=remote.SHUTDOWN_WAIT)
     actor_thread.join()
+    if ending is not None:
+        ending.set()
     for name in ('replay', 'logger'):
         client = portal.Client(args[f'{name}_addr'], f'AgentStops{name.title()}')
         try:
@@ -62,11 +67,12 @@ def check_batcher(server):
 class Actor:
     """Batched policy server for the envs; forwards their transitions to replay and logger."""
 
-    def __init__(self, agent, args, stop, ready):
+    def __init__(self, agent, args, stop, ready, ending=None):
         self.agent = agent
         self.args = args
         self.stop = stop
         self.ready = ready
+        self.ending = ending
         self.closing = threading.Event()
         self.lock = threading.Lock()
         self.carries = {}  # env id -> policy carry of that env
@@ -107,6 +113,8 @@ class Actor:
         should_log = clock.LocalClock(args.log_every)
         while not self.closing.wait(0.1):
             check_batcher(server)
+            if self.ending is not None and self.ending.is_set() and not self.stop.is_set():
+                self.stop.set()  # The main process announced the stop when the signal came.
             if should_log():
                 metrics = {'fps/policy': self.fps.result(), 'parallel/ep_states': len(self.carries)}
                 metrics.update(remote.prefixed(server.stats(), 'server/actor'))

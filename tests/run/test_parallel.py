@@ -10,6 +10,7 @@ import time
 
 import portal
 import psutil
+import pytest
 from runhelpers import checkpoint, command, keys, metrics
 
 FLAGS = (
@@ -168,6 +169,48 @@ def test_killed_env_stops_the_run_with_its_name(tmp_path):
     assert code != 0
     assert time.monotonic() - killed < 30
     assert "'env1' crashed with exit code -9" in run.text
+    assert run.alive() == []
+
+
+@pytest.mark.slow
+def test_env_killed_while_the_agent_compiles_stops_the_run_cleanly(tmp_path):
+    # The real agent, so that the agent thread is inside XLA when the env dies.
+    flags = [flag for flag in FLAGS if flag not in ('--random_agent', 'True')]
+    run = Run(tmp_path, *flags, '--run.steps', '1e6')
+    pid = int(run.find(r'Env 0 \(train\) started in process (\d+)', timeout=120).group(1))
+    run.find('Initializing parameters', timeout=120)  # printed right before XLA compiles
+    os.kill(pid, signal.SIGKILL)
+    assert run.wait(timeout=60) == 1, run.text[-4000:]
+    assert "Stopping all roles because 'env0' exited with code -9" in run.text
+    assert "'env0' crashed with exit code -9" in run.text
+    assert 'FATAL' not in run.text and 'terminate called' not in run.text
+    assert 'Traceback' not in run.text
+    assert run.alive() == []
+
+
+def latest(directory):
+    """The name of the newest complete checkpoint in `directory`."""
+    name = (directory / 'latest').read_text().strip()
+    assert (directory / name / 'done').exists()
+    return name
+
+
+@pytest.mark.slow
+def test_sigterm_saves_every_role_and_exits_zero(tmp_path):
+    run = Run(tmp_path, *FLAGS, '--run.steps', '1e6')
+    run.find(r'Saving checkpoint: .*ckpt.agent', timeout=120)
+    run.find(r'Agent Step [1-9]', timeout=120)
+    before = {name: latest(tmp_path / 'ckpt' / name) for name in ('agent', 'replay', 'logger')}
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=120) == 0, run.text[-4000:]
+    assert run.text.count('Received SIGTERM') == 1
+    assert 'Traceback' not in run.text and 'Parallel run finished.' in run.text
+    assert len(re.findall(r'Env \d stops because the run has ended', run.text)) == 3
+    for name, first in before.items():
+        # Checkpoint folders are named by their time, so a newer one sorts later.
+        assert latest(tmp_path / 'ckpt' / name) > first, name
+    assert checkpoint(tmp_path / 'ckpt' / 'logger', 'step') > 0
+    assert checkpoint(tmp_path / 'ckpt' / 'replay', 'limiter')['size'] > 0
     assert run.alive() == []
 
 
