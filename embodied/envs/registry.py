@@ -3,15 +3,24 @@
 `load(suite)` returns the constructor for a suite; `make_env` calls it as `ctor(task, **kwargs)`
 with the task name after the first underscore of `config.task`. A suite whose third-party package
 cannot be imported raises `MissingSuiteError`, which says what to install.
+
+Environments outside this project are named by an import path in the task, so a user needs no
+change here: `gym_<module>:<id>` imports the module (which registers the gymnasium id) and makes
+the id, `gym_<module>:<Class>` builds an unregistered gymnasium env class (an entry point), and
+`custom_<module>:<attr>` calls an `embodied.Env` subclass or factory. Import failures raise
+`ImportPathError`, which names the module or attribute and how to make it importable.
 """
 
 import importlib
 import os
 
+from embodied.core.base import SetupError
+
 # suite -> (adapter module, constructor name)
 SUITES = {
     'dummy': ('embodied.envs.dummy', 'Dummy'),
-    'gym': ('embodied.envs.from_gym', 'FromGym'),
+    'gym': ('embodied.envs.registry', 'make_gym'),
+    'custom': ('embodied.envs.registry', 'make_custom'),
     'dm': ('embodied.envs.from_dm', 'FromDM'),
     'crafter': ('embodied.envs.crafter', 'Crafter'),
     'dmc': ('embodied.envs.dmc', 'DMC'),
@@ -29,6 +38,7 @@ SUITES = {
 # suite -> Python modules its adapter needs, checked in this order by `load`.
 SUITE_MODULES = {
     'dummy': (),
+    'custom': (),
     'pinpad': (),
     'gym': ('gymnasium',),
     'dm': ('dm_env',),
@@ -48,6 +58,7 @@ SUITE_MODULES = {
 # or not installable with pip; see SYSTEM_REQUIREMENTS).
 SUITE_EXTRAS = {
     'dummy': None,
+    'custom': None,
     'pinpad': None,
     'gym': 'gym',
     'dm': 'dm',
@@ -97,7 +108,6 @@ SUITE_HINTS = {
 UNSUPPORTED = {
     'langroom': 'the reference lists it but ships no module for it (spec section 14, item 34)',
 }
-
 
 # Suites that accept only these task names; the others build whatever their task names.
 TASKS = {'dummy': ('disc',)}
@@ -175,3 +185,94 @@ def load(suite):
         require(suite, module)
     module, name = SUITES[suite]
     return getattr(importlib.import_module(module), name)
+
+
+class ImportPathError(SetupError):
+    """A task's `<module>:<attribute>` path cannot be imported; the message says how to fix it."""
+
+
+def split_path(suite: str, path: str) -> tuple:
+    """Split `<module>:<attribute>` of a `<suite>_` task, raising ImportPathError if malformed."""
+    module, sep, attr = path.partition(':')
+    if not sep or not module or not attr:
+        raise ImportPathError(
+            f"Task '{suite}_{path}' must name an import path <module>:<attribute>, e.g. "
+            f'{suite}_mypkg.envs:MyEnv.'
+        )
+    return module, attr
+
+
+def import_path_module(suite: str, path: str):
+    """Import the module of a `<module>:<attribute>` task path with an actionable error."""
+    name, _ = split_path(suite, path)
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        if isinstance(e, MissingSuiteError):
+            raise
+        raise ImportPathError(
+            f"Task '{suite}_{path}': the module '{name}' could not be imported "
+            f'({type(e).__name__}: {e}). Install its package, or add the folder that holds it '
+            f'to PYTHONPATH (PYTHONPATH=/path/to/folder python -m dreamerv3.main ...).'
+        ) from e
+
+
+def make_gym(task: str, obs_key='image', act_key='action', seed=None, **kwargs):
+    """The `gym` suite: a gymnasium id, `<module>:<id>` or an entry point `<module>:<Class>`."""
+    from .from_gym import FromGym
+
+    adapter = dict(obs_key=obs_key, act_key=act_key, seed=seed)
+    if ':' not in task:
+        return FromGym(task, **adapter, **kwargs)
+    gym = require('gym', 'gymnasium')
+    module = import_path_module('gym', task)
+    _, name = split_path('gym', task)
+    if name in gym.registry:
+        # Importing the module registered the id.
+        return FromGym(name, **adapter, **kwargs)
+    entry = getattr(module, name, None)
+    if callable(entry):
+        return FromGym(entry(**kwargs), **adapter)
+    ids = sorted(
+        key
+        for key, spec in gym.registry.items()
+        if _entry_module(spec.entry_point) == module.__name__
+    )
+    known = f' It registers: {", ".join(ids)}.' if ids else ''
+    raise ImportPathError(
+        f"Task 'gym_{task}': the module '{module.__name__}' neither registers the gymnasium id "
+        f"'{name}' nor defines an environment class or factory of that name.{known}"
+    )
+
+
+def make_custom(task: str, **kwargs):
+    """The `custom` suite: `<module>:<attr>` names an `embodied.Env` subclass or factory."""
+    module = import_path_module('custom', task)
+    _, name = split_path('custom', task)
+    entry = getattr(module, name, None)
+    if not callable(entry):
+        found = sorted(
+            key
+            for key, value in vars(module).items()
+            if isinstance(value, type) and {'obs_space', 'act_space', 'step'} <= set(dir(value))
+        )
+        known = f' Environment classes there: {", ".join(found)}.' if found else ''
+        raise ImportPathError(
+            f"Task 'custom_{task}': the module '{module.__name__}' has no class or factory "
+            f"'{name}'.{known}"
+        )
+    env = entry(**kwargs)
+    if not all(hasattr(env, attr) for attr in ('obs_space', 'act_space', 'step')):
+        hint = ' For a gymnasium environment use --task gym_<module>:<id>.'
+        raise ImportPathError(
+            f"Task 'custom_{task}': {name}() returned a {type(env).__name__}, which is not an "
+            f'embodied.Env (it needs obs_space, act_space and step).{hint}'
+        )
+    return env
+
+
+def _entry_module(entry_point):
+    """The module name of a gymnasium entry point (a 'module:attr' string or a callable)."""
+    if isinstance(entry_point, str):
+        return entry_point.split(':', 1)[0]
+    return getattr(entry_point, '__module__', None)

@@ -12,6 +12,7 @@ from embodied.envs import registry
 def test_every_suite_has_modules_and_extras():
     expected = {
         'dummy',
+        'custom',
         'gym',
         'dm',
         'crafter',
