@@ -1,0 +1,145 @@
+"""python -m dreamerv3.inspect on the logdir of a real short debug run."""
+
+import json
+import pathlib
+import pickle
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def command(module, *args, timeout=120):
+    return subprocess.run(
+        [sys.executable, '-m', module, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture(scope='module')
+def logdir(tmp_path_factory):
+    """A debug run of 200 steps in one env, so that two 100-step episodes finish."""
+    logdir = tmp_path_factory.mktemp('inspect') / 'debug' / 'run0'
+    result = command(
+        'dreamerv3.main',
+        '--configs',
+        'debug',
+        '--jax.platform',
+        'cpu',
+        '--logdir',
+        logdir,
+        '--run.steps',
+        200,
+        '--run.envs',
+        1,
+        timeout=540,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return logdir
+
+
+def inspect_json(logdir):
+    result = command('dreamerv3.inspect', logdir, '--json')
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def latest_checkpoint(logdir):
+    return logdir / 'ckpt' / (logdir / 'ckpt' / 'latest').read_text().strip()
+
+
+def test_prints_config_checkpoints_progress_replay_scores_losses_lock(logdir):
+    result = command('dreamerv3.inspect', logdir)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    lines = text.splitlines()
+    # Keys the debug preset and the flags changed, each with its default.
+    assert any(line.split()[:2] == ['run.envs', '1'] and '(default 16)' in line for line in lines)
+    assert any(line.split()[:2] == ['batch_size', '8'] for line in lines)
+    assert any(line.split()[:2] == ['run.steps', '200'] for line in lines)
+    assert not any(line.split()[:1] == ['jax.compute_dtype'] for line in lines)
+    folder = latest_checkpoint(logdir)
+    step = pickle.loads((folder / 'step.pkl').read_bytes())
+    updates = pickle.loads((folder / 'agent.pkl').read_bytes())['counters']['updates']
+    line = [line for line in lines if folder.name in line][0]
+    assert f'step {step}' in line and 'latest' in line and f'{updates} updates' in line
+    assert f'Env steps: {step} of run.steps 200' in text
+    assert f'Updates: {updates} in the latest checkpoint' in text
+    stored = sum(len(np.load(p)['stepid']) for p in (logdir / 'replay').glob('*.npz'))
+    chunks = len(list((logdir / 'replay').glob('*.npz')))
+    assert f'Replay (replay/): {stored} steps in {chunks} chunks' in text
+    episodes = len((logdir / 'scores.jsonl').read_text().splitlines())
+    assert episodes >= 1 and f'Scores (episode/score): {episodes} episodes' in text
+    last = json.loads((logdir / 'metrics.jsonl').read_text().splitlines()[-1])
+    losses = [k.removeprefix('train/loss/') for k in last if k.startswith('train/loss/')]
+    assert 'Losses (at' in text and all(f'{name} ' in text for name in losses)
+    assert 'Lock: free' in text
+
+
+def test_json_facts_agree_with_the_files(logdir):
+    facts = inspect_json(logdir)
+    assert facts['task'] == 'dummy_disc' and facts['script'] == 'train'
+    changed = {c['key']: c for c in facts['changes']}
+    assert changed['run.envs']['value'] == 1 and changed['run.envs']['default'] == 16
+    assert 'logdir' not in changed
+    (replay,) = facts['replay']
+    files = list((logdir / 'replay').glob('*.npz'))
+    assert replay['bytes'] == sum(p.stat().st_size for p in files)
+    (ckpt,) = [c for c in facts['checkpoints'] if c['latest']]
+    assert ckpt['complete'] and ckpt['path'] == str(latest_checkpoint(logdir).relative_to(logdir))
+    scores = [json.loads(line) for line in (logdir / 'scores.jsonl').read_text().splitlines()]
+    last = facts['scores']['episode/score']['last'][-1]
+    assert last == [scores[-1]['step'], scores[-1]['episode/score']]
+    assert facts['progress']['logged_frames'] >= facts['progress']['checkpoint_steps']
+
+
+def test_keys_the_run_lacks_or_the_defaults_dropped(logdir, tmp_path):
+    copy = tmp_path / 'old'
+    shutil.copytree(logdir, copy)
+    text = (copy / 'config.yaml').read_text()
+    assert '\nseed: 0\n' in text
+    text = text.replace('\nseed: 0\n', '\nold_key: 3\n')
+    (copy / 'config.yaml').write_text(text)
+    changed = {c['key']: c for c in inspect_json(copy)['changes']}
+    assert changed['seed']['value'] is None and 'after this run' in changed['seed']['note']
+    assert changed['old_key']['value'] == 3 and 'not in the current' in changed['old_key']['note']
+
+
+def test_plot_and_score_read_the_real_run(logdir, tmp_path):
+    scored = command('dreamerv3.score', logdir.parent, '--json', tmp_path / 's.json')
+    assert scored.returncode == 0, scored.stderr
+    summary = json.loads((tmp_path / 's.json').read_text())
+    # The dummy task pays 1 per step, so every 100-step episode scores 100 (the first, reset
+    # step pays 0 and is not counted in the length).
+    task = summary['dummy']['tasks']['dummy_disc']['debug']
+    assert task['score'] == pytest.approx(100, abs=1)
+    plotted = command('dreamerv3.plot', logdir.parent, '--out', tmp_path / 'p.png')
+    assert plotted.returncode == 0, plotted.stderr
+    assert (tmp_path / 'p.png').stat().st_size > 0 and (tmp_path / 'p.csv').exists()
+
+
+def test_bad_logdirs_exit_2(tmp_path):
+    for path in (tmp_path / 'missing', tmp_path):
+        result = command('dreamerv3.inspect', path)
+        assert result.returncode == 2, result
+        assert 'error:' in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_the_module_does_not_shadow_the_standard_inspect(tmp_path):
+    code = (
+        'import dreamerv3.inspect as mine, inspect, embodied.run.checkpoints\n'
+        'assert inspect is not mine and hasattr(inspect, "isgenerator"), inspect.__file__\n'
+    )
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    helped = command('dreamerv3.inspect', '--help')
+    assert helped.returncode == 0 and 'usage' in helped.stdout
