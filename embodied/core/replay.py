@@ -225,7 +225,7 @@ class Replay:
                 and c.uuid not in self.writing
                 and c.uuid not in current
             ]
-            # A chunk counts as saved only once its file is on disk (see _written).
+            # A chunk counts as saved only once its file is on disk (see _write).
             for chunk in todo:
                 self.writing[chunk.uuid] = self.pool.submit(self._write, chunk)
             if not wait:
