@@ -13,6 +13,8 @@ import socket
 
 import elements
 
+from embodied.run import lock
+
 from . import config as configlib
 from . import curves as curveslib
 
@@ -198,23 +200,9 @@ def losses(metrics: list[dict]) -> dict:
 
 
 def lock_state(logdir: pathlib.Path) -> dict:
-    """Whether a live run holds the logdir, from the run lock or, without it, the lock file."""
-    try:
-        from embodied.run import lock
-    except ImportError:
-        lock = None
-    if lock is not None and hasattr(lock, 'holder'):
-        holder = lock.holder(str(logdir))
-        return dict(held=holder is not None, holder=holder, source='lock')
-    path = logdir / 'lock'
-    if not path.exists():
-        return dict(held=False, holder=None, source='none')
-    text = path.read_text(errors='replace').strip()
-    try:
-        holder = json.loads(text)
-    except ValueError:
-        holder = {'text': text[:200]}
-    return dict(held=None, holder=holder, source='file')
+    """Whether a live run holds the logdir now, and who: host, pid and start time."""
+    holder = lock.holder(str(logdir))
+    return dict(held=holder is not None, holder=holder)
 
 
 def inspect(logdir: pathlib.Path, read_agent: bool = False) -> dict:
@@ -329,19 +317,15 @@ def render(facts: dict) -> str:
     return '\n'.join(lines)
 
 
-def lock_line(lock: dict) -> str:
+def lock_line(state: dict) -> str:
     """Whether a run holds the logdir, in one line."""
-    h = lock['holder'] or {}
-    who = f'pid {h.get("pid")} on host {h.get("host")}, started {h.get("started", h.get("start"))}'
-    if lock['source'] == 'lock':
-        if not lock['held']:
-            return 'Lock: free, no run holds this logdir now'
-        if h.get('host') != socket.gethostname():
-            return f'Lock: held by {who} (another host: whether it still runs cannot be checked)'
-        return f'Lock: held by a running process, {who}'
-    if lock['source'] == 'file':
-        return f'Lock file: {who} (whether it still runs is not checked)'
-    return 'Lock: free, no lock file'
+    if not state['held']:
+        return 'Lock: free, no run holds this logdir now'
+    h = state['holder']
+    who = f'pid {h.get("pid")} on host {h.get("host")}, started {h.get("started")}'
+    if h.get('host') != socket.gethostname():
+        return f'Lock: held by {who} (another host: whether it still runs cannot be checked)'
+    return f'Lock: held by a running process, {who}'
 
 
 def parse(argv=None) -> argparse.Namespace:

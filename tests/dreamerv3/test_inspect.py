@@ -1,14 +1,18 @@
 """python -m dreamerv3.inspect on the logdir of a real short debug run."""
 
 import json
+import os
 import pathlib
 import pickle
 import shutil
+import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+from embodied.run import lock
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -100,6 +104,27 @@ def test_json_facts_agree_with_the_files(logdir):
     last = facts['scores']['episode/score']['last'][-1]
     assert last == [scores[-1]['step'], scores[-1]['episode/score']]
     assert facts['progress']['logged_frames'] >= facts['progress']['checkpoint_steps']
+
+
+def test_a_live_holder_of_the_lock_is_named(logdir, tmp_path):
+    copy = tmp_path / 'held'
+    shutil.copytree(logdir, copy)
+    with lock.acquire(str(copy)):
+        held = command('dreamerv3.inspect', copy)
+        facts = inspect_json(copy)
+    assert held.returncode == 0, held.stderr
+    assert f'Lock: held by a running process, pid {os.getpid()}' in held.stdout
+    assert facts['lock']['held'] and facts['lock']['holder']['pid'] == os.getpid()
+    assert 'Lock: free' in command('dreamerv3.inspect', copy).stdout
+
+
+def test_a_stale_lock_counts_as_free(logdir, tmp_path):
+    copy = tmp_path / 'stale'
+    shutil.copytree(logdir, copy)
+    # This host and this pid, but a start time that is not this process's: a reused pid.
+    info = {'host': socket.gethostname(), 'pid': os.getpid(), 'start': 0.0, 'started': 'x'}
+    (copy / 'lock').write_text(json.dumps(info))
+    assert 'Lock: free' in command('dreamerv3.inspect', copy).stdout
 
 
 def test_keys_the_run_lacks_or_the_defaults_dropped(logdir, tmp_path):
