@@ -5,6 +5,7 @@ scripts that train), the estimated time left and the mean score of the last epis
 """
 
 import datetime
+import os
 import sys
 import time
 
@@ -41,12 +42,16 @@ class Progress:
         self.bar = None
         self.stdout = None
         if interactive:
+            # tqdm draws nothing on a terminal that reports no size (0 columns and rows).
+            sized = width(self.out) > 0
             self.bar = tqdm.tqdm(
                 total=self.total,
                 initial=int(start),
                 unit=f' {unit}',
                 unit_scale=True,
-                dynamic_ncols=True,
+                dynamic_ncols=sized,
+                ncols=None if sized else 100,
+                nrows=None if sized else 40,
                 mininterval=0.5,
                 smoothing=0.05,
                 file=self.out,
@@ -114,6 +119,14 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def width(out) -> int:
+    """Columns of the terminal behind `out` (0 when unknown)."""
+    try:
+        return os.get_terminal_size(out.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
 def eta(seconds: float) -> str:
