@@ -68,7 +68,7 @@ def folder_bytes(folder: pathlib.Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob('*') if p.is_file())
 
 
-def read_pickle(path: pathlib.Path):
+def read_pickle(path: pathlib.Path) -> object:
     """Unpickle a file of this run's own checkpoint, or None when it cannot be read."""
     try:
         return pickle.loads(path.read_bytes())
@@ -329,6 +329,7 @@ def lock_line(state: dict) -> str:
 
 
 def parse(argv=None) -> argparse.Namespace:
+    """The command-line arguments."""
     parser = argparse.ArgumentParser(
         prog='python -m dreamerv3.inspect',
         description='Show what a run logdir holds: config changes, checkpoints, progress, '

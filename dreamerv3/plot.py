@@ -5,7 +5,8 @@ usage: python -m dreamerv3.plot LOGDIR ... --out plot.png [--reference FILE ...]
 Each seed's scores are averaged into bins of a grid shared by all curves of a task; bins a
 seed skips inside its range are interpolated, bins past its last episode stay empty, so a run
 in progress contributes to the early bins only. The line is the mean over seeds, the shaded
-band their standard deviation (or min to max with --spread minmax).
+band their standard deviation (or min to max with --spread minmax). A resumed run's repeated
+steps count once, with the score written last (see `curves.step_series`).
 """
 
 import argparse
@@ -145,6 +146,7 @@ def draw(rows: list[dict], path: pathlib.Path, kind: str, cols: int) -> None:
 
 
 def parse(argv=None) -> argparse.Namespace:
+    """The command-line arguments."""
     parser = argparse.ArgumentParser(
         prog='python -m dreamerv3.plot',
         description='Plot episode score against environment frames for runs and published '

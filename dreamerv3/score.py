@@ -227,6 +227,7 @@ def table(summary: dict) -> str:
 
 
 def parse(argv=None) -> argparse.Namespace:
+    """The command-line arguments."""
     parser = argparse.ArgumentParser(
         prog='python -m dreamerv3.score',
         description='Final scores per task and method by the paper protocol, with aggregates '
