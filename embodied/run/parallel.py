@@ -66,19 +66,20 @@ def parallel(make_agent, make_replay, make_env, make_stream, make_logger, args) 
     # reached, and by the agent role once it has stopped the run, which makes envs that are
     # still waiting to connect to the actor give up.
     ending = portal.contextlib.context.mp.Event()
-    bind = functools.partial
-    worker = portal.Process if args.agent_process else portal.Thread
-    agent = worker(bind(parallel_agent.run, make_agent, args), ending, name='agent')
-    workers = [agent, portal.Process(bind(logger_role.run, make_logger, args), name='logger')]
-    if not args.remote_replay:
-        workers.append(
-            portal.Process(bind(replay_role.run, make_replay, make_stream, args), name='replay')
-        )
-    if not args.remote_envs:
-        workers += env_workers(make_env, args, ending)
     quit_ = _Quit()
+    workers = []
     try:
         with interrupt.Interrupt(callback=lambda signum: quit_.arm(ending)):
+            bind = functools.partial
+            worker = portal.Process if args.agent_process else portal.Thread
+            agent = worker(bind(parallel_agent.run, make_agent, args), ending, name='agent')
+            workers.append(agent)
+            workers.append(portal.Process(bind(logger_role.run, make_logger, args), name='logger'))
+            if not args.remote_replay:
+                fn = bind(replay_role.run, make_replay, make_stream, args)
+                workers.append(portal.Process(fn, name='replay'))
+            if not args.remote_envs:
+                workers += env_workers(make_env, args, ending)
             supervise(workers, leader=agent)
     except RoleError as e:
         print(str(e), file=sys.stderr, flush=True)
@@ -234,10 +235,16 @@ def kill(workers, timeout: float = REAP_TIMEOUT) -> None:
     when a kill raised) is killed again here.
     """
     running = [w for w in workers if w.started and w.exitcode is None]
-    pids = [pid for w in running if isinstance(w, portal.Process) for pid in _tree(w.pid)]
+    procs = [w for w in running if isinstance(w, portal.Process)]
+    pids = [pid for w in procs for pid in _tree(_pid(w))]
     for worker in running:
         try:
-            worker.kill(KILL_WAIT)
+            if isinstance(worker, portal.Process) and worker.pid is None:
+                # Interrupted while starting: portal's kill() would take the children of this
+                # process for the worker's, so end the worker process alone.
+                worker.process.kill()
+            else:
+                worker.kill(KILL_WAIT)
         except Exception as e:  # Best effort: keep killing the others.
             print(f"Could not kill '{worker.name}': {e}")
     for pid in pids:
@@ -247,9 +254,8 @@ def kill(workers, timeout: float = REAP_TIMEOUT) -> None:
             except ProcessLookupError:
                 pass
     deadline = time.monotonic() + timeout
-    for worker in running:
-        if isinstance(worker, portal.Process):
-            worker.join(max(0.0, deadline - time.monotonic()))  # reaps the direct child
+    for worker in procs:
+        worker.join(max(0.0, deadline - time.monotonic()))  # reaps the direct child
     left = [pid for pid in pids if portal.proc_alive(pid)]
     while left and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -258,7 +264,14 @@ def kill(workers, timeout: float = REAP_TIMEOUT) -> None:
         print(f'Processes still running {timeout}s after being killed: {left}')
 
 
+def _pid(worker):
+    # portal sets `pid` only once the child has answered; the process may exist before that.
+    return worker.pid or worker.process.pid
+
+
 def _tree(pid):
+    if pid is None:
+        return []
     try:
         proc = psutil.Process(pid)
         return [pid] + [child.pid for child in proc.children(recursive=True)]

@@ -214,6 +214,20 @@ def test_sigterm_saves_every_role_and_exits_zero(tmp_path):
     assert run.alive() == []
 
 
+@pytest.mark.slow
+def test_second_ctrl_c_kills_every_role_at_once(tmp_path):
+    run = Run(tmp_path, *FLAGS, '--run.steps', '1e6')
+    run.find(r'Agent Step [1-9]', timeout=120)
+    run.proc.send_signal(signal.SIGINT)
+    run.find('Received SIGINT: stopping after the current update', timeout=30)
+    run.proc.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    assert run.wait(timeout=60) == -signal.SIGINT, run.text[-4000:]
+    assert time.monotonic() - start < 30
+    assert 'killing every role without saving' in run.text
+    assert run.alive() == []
+
+
 def test_taken_actor_port_stops_the_run(tmp_path):
     with socket.socket() as taken:
         taken.bind(('0.0.0.0', 0))
