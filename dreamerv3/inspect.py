@@ -296,10 +296,11 @@ def render(facts: dict) -> str:
     if not facts['replay']:
         lines.append('Replay: none on disk')
     for key, s in facts['scores'].items():
-        last = ', '.join(f'{y:.4g} (at {x:.0f})' for x, y in s['last'])
+        last = ', '.join(f'{y:.4g} at frame {x:.0f}' for x, y in s['last'])
+        count = s['episodes']
         lines.append(
-            f'Scores ({key}): {s["episodes"]} episodes, mean of the last 10 '
-            f'{s["mean_last10"]:.4g}; last: {last}'
+            f'Scores ({key}): {count} episode{"" if count == 1 else "s"}, mean of the last '
+            f'{min(count, 10)} {s["mean_last10"]:.4g}; last: {last}'
         )
     if not facts['scores']:
         lines.append('Scores: no episode finished yet')

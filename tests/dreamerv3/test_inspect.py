@@ -82,7 +82,7 @@ def test_prints_config_checkpoints_progress_replay_scores_losses_lock(logdir):
     chunks = len(list((logdir / 'replay').glob('*.npz')))
     assert f'Replay (replay/): {stored} steps in {chunks} chunks' in text
     episodes = len((logdir / 'scores.jsonl').read_text().splitlines())
-    assert episodes >= 1 and f'Scores (episode/score): {episodes} episodes' in text
+    assert episodes >= 1 and f'Scores (episode/score): {episodes} episode' in text
     last = json.loads((logdir / 'metrics.jsonl').read_text().splitlines()[-1])
     losses = [k.removeprefix('train/loss/') for k in last if k.startswith('train/loss/')]
     assert 'Losses (at' in text and all(f'{name} ' in text for name in losses)
