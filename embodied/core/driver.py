@@ -2,6 +2,7 @@
 
 import functools
 import signal
+import time
 import traceback
 import weakref
 
@@ -11,7 +12,8 @@ import portal
 
 # How often a parent blocked on a worker checks that the worker process is still alive.
 _POLL_SECONDS = 0.05
-# Seconds a closing worker gets to close its env and exit before it is killed with its children.
+# Seconds the closing workers get, together, to close their envs and exit before they are
+# killed with their children.
 _CLOSE_SECONDS = 5
 
 
@@ -233,8 +235,10 @@ class _Workers:
                 conn.send(('close', None))
             except (OSError, ValueError):
                 pass  # Worker already gone.
+        deadline = time.monotonic() + _CLOSE_SECONDS
         for proc in self.procs:
-            proc.join(_CLOSE_SECONDS)
+            proc.join(max(0.0, deadline - time.monotonic()))
+        for proc in self.procs:
             if proc.exitcode is None:
                 proc.kill()
             # Reap the process so that it leaves no zombie behind.
