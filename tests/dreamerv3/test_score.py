@@ -207,3 +207,13 @@ def test_baselines_ship_as_package_data():
     assert 'data/*.json' in pyproject['tool']['setuptools']['package-data']['dreamerv3']
     table = score.baselines()['atari57_gamer']
     assert table['atari_pong'] == [-20.7, 14.6]
+
+
+def test_published_seeds_stay_apart_from_runs_of_the_same_name(tmp_path):
+    write_run(tmp_path / 'tiny' / 'a', 'dmc_walker_walk', 1000, [(1000, 50.0)])
+    result, summary = run_score(
+        tmp_path / 'tiny', '--reference', DATA / 'dmc-tiny.json', tmp_path=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    walker = summary['dmc']['tasks']['dmc_walker_walk']
+    assert walker['tiny']['seeds'] == [50] and walker['tiny (published)']['score'] == 5
