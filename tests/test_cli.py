@@ -53,3 +53,25 @@ def test_help_prints_usage_and_presets():
     assert result.returncode == 0, result.stderr
     assert 'usage: python -m dreamerv3.main' in result.stdout
     assert 'presets: size1m' in result.stdout
+    # The script table: every script with its one-line summary.
+    assert 'scripts (--script):' in result.stdout
+    for name in ('train', 'train_eval', 'train_offline', 'eval_only', 'parallel_replay'):
+        assert f'\n  {name} ' in result.stdout
+
+
+@pytest.mark.parametrize(
+    'flags, message',
+    [
+        (['--script', 'trian'], "Unknown script 'trian'. Valid scripts: train, train_eval"),
+        (['--logger.terminal', 'bar'], "Unknown logger.terminal 'bar'; choose progress or metrics"),
+        (['--script', 'train_offline'], 'train_offline script needs a replay folder'),
+        (['--script', 'train_offline', '--run.from_replay', '/nonexistent'], 'No replay chunks'),
+    ],
+)
+def test_bad_script_settings_exit_2_before_creating_the_logdir(tmp_path, flags, message):
+    logdir = tmp_path / 'run'
+    result = run('--configs', 'debug', '--jax.platform', 'cpu', '--logdir', str(logdir), *flags)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert 'Traceback' not in result.stderr + result.stdout
+    assert not logdir.exists()

@@ -39,10 +39,11 @@ class Loop:
     `step` is the logger's counter; the body advances it. Hooks: `on_report(fn)` runs `fn()`
     whenever the report clock fires (process 0 decides in multi-host runs), `on_log(fn)` runs
     `fn()` before every log write to add metrics, `on_close(fn)` runs at `close()`.
-    `status` returns the (updates, mean score) the progress display shows.
+    `status` returns the (updates, mean score) the progress display shows. With
+    `report_first`, the report hooks also run before the first body call.
     """
 
-    def __init__(self, agent, logger, args, total, unit='env steps', stop=None):
+    def __init__(self, agent, logger, args, total, unit='env steps', stop=None, report_first=False):
         self.agent = agent
         self.logger = logger
         self.args = args
@@ -52,7 +53,7 @@ class Loop:
         self.stop = stop or interrupt.Interrupt()
         self.usage = elements.Usage(**args.usage)
         self.should_log = clock.LocalClock(args.log_every)
-        self.should_report = clock.LocalClock(args.report_every)
+        self.should_report = clock.LocalClock(args.report_every, first=report_first)
         self.should_save = clock.LocalClock(args.save_every)
         # Reports and saves are collective in multi-host JAX: every process follows process 0.
         self.agree = getattr(agent, 'agree', bool)

@@ -28,7 +28,8 @@ def train_offline(make_agent, make_replay, make_stream, make_logger, args):
                 'collected data (e.g. --run.from_replay <logdir>/replay).'
             )
         logger = make_logger()
-        loop = Loop(agent, logger, args, args.offline_updates, 'updates', stop)
+        # The replay is full from the start, so the first report is a baseline at update 0.
+        loop = Loop(agent, logger, args, args.offline_updates, 'updates', stop, report_first=True)
         try:
             learner = Learner(agent, replay, logger, make_stream, args)
             learner.add_report('report', replay)
