@@ -168,6 +168,11 @@ def finalize(config, environ=None):
     if config.script not in scriptlib.TABLE:
         names = ', '.join(scriptlib.TABLE)
         raise ConfigError(f"Unknown script '{config.script}'. Valid scripts: {names}.")
+    if config.run.keep_checkpoints < 1:
+        raise ConfigError(
+            f'--run.keep_checkpoints must be at least 1, got {config.run.keep_checkpoints}; '
+            '2 or more lets a resume fall back to an older checkpoint when the newest is damaged.'
+        )
     if config.logger.terminal not in TERMINAL:
         raise ConfigError(
             f"Unknown logger.terminal '{config.logger.terminal}'; choose {' or '.join(TERMINAL)}."

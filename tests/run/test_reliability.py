@@ -200,6 +200,7 @@ def test_disk_full_save_fails_loudly_and_keeps_the_previous_checkpoint(tmp_path)
             "No complete checkpoint found at '/nonexistent/run'",
         ),
         (('--task', 'dummy_cont'), "Unknown task 'dummy_cont'. The dummy suite has: dummy_disc."),
+        (('--run.keep_checkpoints', '0'), '--run.keep_checkpoints must be at least 1, got 0'),
     ],
 )
 def test_errors_found_after_parsing_leave_no_logdir(tmp_path, flags, message):
