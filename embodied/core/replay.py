@@ -393,6 +393,9 @@ class Replay:
         try:
             if '://' in str(path):
                 raise OSError('not moved from a remote file system')
+            if self.directory is None or path.parent != self.directory:
+                # A folder loaded from elsewhere (offline training) is only ever read.
+                raise OSError('not moved out of a folder this replay only reads')
             target.mkdir()
             os.replace(str(path), str(target / path.name))
             where = f'moved to {target}'

@@ -648,3 +648,14 @@ def test_name_comes_from_the_folder(tmp_path):
     assert Replay(2, directory=tmp_path / 'eval_replay').name == 'eval_replay'
     assert Replay(2).name == 'replay'
     assert Replay(2, name='train').name == 'train'
+
+
+def test_damaged_chunk_of_a_folder_only_read_stays_in_place(saved, capsys):
+    _, directory = saved
+    victim = sorted(os.listdir(directory))[0]
+    (directory / victim).write_bytes(b'not a zip file')
+    loaded = Replay(7, capacity=200, chunksize=3, selector=Cycle())  # no folder of its own
+    loaded.load(directory=directory)
+    assert 'not moved out of a folder this replay only reads' in capsys.readouterr().out
+    assert (directory / victim).exists() and not (directory / 'corrupt').exists()
+    assert len(loaded) > 0
