@@ -27,8 +27,30 @@ REPLAY_FOLDERS = ('replay', 'eval_replay', 'replay_eval')
 # read, so it is read only below this size unless --read-agent is given.
 AGENT_READ_LIMIT = 256 * 2**20
 LAST_SCORES = 5
+# metrics.jsonl of a long run is large; its last lines hold the current step and losses.
+TAIL_BYTES = 2**20
 # Keys that differ between runs by design; the output shows them elsewhere.
 UNCOMPARED = ('logdir',)
+
+
+def tail_records(path: pathlib.Path, size: int = TAIL_BYTES) -> list[dict]:
+    """The JSON records in the last `size` bytes of a JSONL file."""
+    if not path.exists():
+        return []
+    with path.open('rb') as f:
+        f.seek(max(0, path.stat().st_size - size))
+        lines = f.read().decode(errors='replace').splitlines()
+    if path.stat().st_size > size:
+        lines = lines[1:]  # cut mid-line
+    records = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def flat_config(logdir: pathlib.Path) -> dict:
@@ -153,7 +175,7 @@ def replay(logdir: pathlib.Path) -> list[dict]:
 
 
 def progress(logdir: pathlib.Path, config: dict, ckpts: list[dict], metrics: list[dict]) -> dict:
-    """Env steps and updates of the latest checkpoint and of the last metrics line."""
+    """Env steps and updates of the latest checkpoint and of the last metrics lines."""
     repeat = curveslib.frames_per_step(curveslib.read_config(logdir))
     latest = [c for c in ckpts if c['latest'] and c.get('step') is not None]
     updates = [c['counters'] for c in ckpts if c['latest'] and c.get('counters')]
@@ -208,7 +230,7 @@ def lock_state(logdir: pathlib.Path) -> dict:
 def inspect(logdir: pathlib.Path, read_agent: bool = False) -> dict:
     """Everything the command prints, as plain data (the --json output)."""
     config = flat_config(logdir)
-    metrics = curveslib.read_jsonl(logdir / 'metrics.jsonl')
+    metrics = tail_records(logdir / 'metrics.jsonl')
     ckpts = checkpoints(logdir, read_agent)
     return dict(
         logdir=str(logdir),
