@@ -210,22 +210,22 @@ class _Workers:
         self.closed = False
 
     @property
-    def pids(self):
+    def pids(self) -> list[int]:
         """Process ids of the workers."""
         return [proc.pid for proc in self.procs]
 
-    def spaces(self, index):
+    def spaces(self, index: int) -> tuple[dict, dict]:
         """Observation and action space of one env."""
         self._send(index, ('spaces', None))
         return self._receive(index)
 
-    def step(self, acts):
+    def step(self, acts: list[dict]) -> list[dict]:
         """Send each env its action (all first, so they step concurrently), then collect."""
         for index, act in enumerate(acts):
             self._send(index, ('step', act))
         return [self._receive(index) for index in range(len(acts))]
 
-    def close(self):
+    def close(self) -> None:
         """Ask the workers to exit, then kill any that do not, with their child processes."""
         if self.closed:
             return

@@ -66,7 +66,7 @@ def run(make_env, env_id, args, is_eval, ending=None) -> int:
         env.close()
 
 
-def connect(actor, ending, poll=remote.POLL) -> bool:
+def connect(actor: portal.Client, ending, poll: float = remote.POLL) -> bool:
     """Wait until `actor` is connected (True) or `ending` is set (False)."""
     while not actor.connect(timeout=poll):
         if ending is not None and ending.is_set():
@@ -74,7 +74,9 @@ def connect(actor, ending, poll=remote.POLL) -> bool:
     return True
 
 
-def request(actor, method, obs, env_id, poll=remote.POLL):
+def request(
+    actor: portal.Client, method: str, obs: dict, env_id: int, poll: float = remote.POLL
+) -> dict | None:
     """The actor's reply to `obs`, or None once the actor reports that the run has ended."""
     future = actor.call(method, obs)
     while True:
@@ -102,7 +104,7 @@ class Reporter:
         self.score = 0.0
         self.length = 0
 
-    def step(self, obs):
+    def step(self, obs: dict) -> None:
         """Count one env step and print the episode when it ends."""
         self.fps.step()
         if obs['is_first']:
@@ -119,6 +121,6 @@ class Reporter:
             metrics['timer/env'] = remote.timer_summary()
             self.logger.add(metrics)
 
-    def close(self):
+    def close(self) -> None:
         """Close the logger connection."""
         self.logger.close()

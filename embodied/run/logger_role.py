@@ -32,7 +32,7 @@ class Episodes:
         self.seen = {}  # env id -> (is_eval, time of its last transition)
         self.counts = {'ep_starts': 0, 'ep_ends': 0, 'ep_abandoned': 0}
 
-    def add(self, tran, env_id, is_eval):
+    def add(self, tran: dict, env_id: int, is_eval: bool) -> None:
         """Add one transition of env `env_id`."""
         stats = self.stats[is_eval]
         if stats.video_worker is None:
@@ -50,7 +50,7 @@ class Episodes:
             self.counts['ep_ends'] += 1
             self.open.discard(env_id)
 
-    def drop_silent(self):
+    def drop_silent(self) -> None:
         """Forget the open episodes of env ids that sent nothing for `timeout` seconds."""
         now = time.monotonic()
         for env_id, (is_eval, last) in list(self.seen.items()):
@@ -59,7 +59,7 @@ class Episodes:
                 self.open.discard(env_id)
                 self.stats[is_eval].episodes.pop(env_id, None)
 
-    def metrics(self):
+    def metrics(self) -> dict:
         """Episode counters since the last call plus the stats aggregators."""
         metrics = remote.prefixed(self.counts, 'parallel')
         self.counts = {k: 0 for k in self.counts}
@@ -79,14 +79,14 @@ class LoggerRole:
         self.active = False
         self.written = None
 
-    def add(self, metrics):
+    def add(self, metrics: dict) -> bool:
         """Log a dict of metrics at the current step."""
         with self.lock:
             self.logger.add(metrics)
             self.active = True
         return True
 
-    def tran(self, batch):
+    def tran(self, batch: dict) -> int:
         """Count and track a batch of transitions; returns the env step after it."""
         batch = dict(batch)
         envids = batch.pop('envid')
@@ -99,11 +99,11 @@ class LoggerRole:
             self.active = True
             return int(self.step)
 
-    def current_step(self):
+    def current_step(self) -> int:
         """The env step counter (restored from the checkpoint on resume)."""
         return int(self.step)
 
-    def write(self, usage, server, final=False):
+    def write(self, usage, server, final: bool = False) -> None:
         """Add the role's own metrics and write; skipped when nothing changed."""
         with self.lock:
             self.episodes.drop_silent()
@@ -121,7 +121,7 @@ class LoggerRole:
                 self.logger.write()
 
 
-def run(make_logger, args):
+def run(make_logger, args) -> int:
     """Serve the logger at `run.logger_addr` until the agent role calls `stop`; returns 0."""
     role = LoggerRole(make_logger, args)
     logdir = elements.Path(args.logdir)

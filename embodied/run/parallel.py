@@ -25,6 +25,7 @@ import signal
 import sys
 import time
 
+import elements
 import portal
 import psutil
 
@@ -104,10 +105,10 @@ class _Quit:
         self.signum = None
 
     @property
-    def signame(self):
+    def signame(self) -> str:
         return signal.Signals(self.signum).name
 
-    def arm(self, ending):
+    def arm(self, ending) -> None:
         ending.set()
         for signum in interrupt.SIGNALS:
             signal.signal(signum, self._again)
@@ -117,7 +118,7 @@ class _Quit:
         raise _QuitNow()
 
 
-def _exit_now(code):
+def _exit_now(code: int) -> None:
     """End the process at once, without the interpreter's shutdown.
 
     The agent role thread, when killed inside native code (e.g. while XLA compiles), lives on
@@ -133,20 +134,20 @@ def _exit_now(code):
     os._exit(code)
 
 
-def parallel_env(make_env, env_id, args, is_eval=False):
+def parallel_env(make_env, env_id: int, args, is_eval: bool = False) -> int:
     """Run one env (started on its own, e.g. one per cluster replica) until the run ends."""
     require_addresses(args, ('actor_addr', 'logger_addr'), 'parallel_env')
     return env_role.run(make_env, env_id, args, is_eval)
 
 
-def parallel_envs(make_env, args):
+def parallel_envs(make_env, args) -> None:
     """Run `run.envs` train envs and `run.eval_envs` eval envs as processes of this machine."""
     require_addresses(args, ('actor_addr', 'logger_addr'), 'parallel_envs')
     workers = env_workers(make_env, args)
     supervise(workers, leader=None)
 
 
-def parallel_replay(make_replay, make_stream, args):
+def parallel_replay(make_replay, make_stream, args) -> None:
     """Run the replay role on its own until the agent role tells it to stop."""
     require_addresses(args, ('replay_addr', 'logger_addr'), 'parallel_replay')
     worker = portal.Process(
@@ -155,7 +156,7 @@ def parallel_replay(make_replay, make_stream, args):
     supervise([worker], leader=None)
 
 
-def combined_args(args):
+def combined_args(args: elements.Config) -> elements.Config:
     """Resolve `actor_batch <= 0` and `{auto}` ports for a run that starts all roles here."""
     actor_batch = args.actor_batch if args.actor_batch > 0 else max(1, args.envs // 2)
     if actor_batch > args.envs:
@@ -170,7 +171,7 @@ def combined_args(args):
     return args.update(updates)
 
 
-def require_addresses(args, keys, script):
+def require_addresses(args: elements.Config, keys: tuple, script: str) -> None:
     """Raise when a role started on its own was given an `{auto}` address."""
     for key in keys:
         if '{auto}' in args[key]:
@@ -264,12 +265,12 @@ def kill(workers, timeout: float = REAP_TIMEOUT) -> None:
         print(f'Processes still running {timeout}s after being killed: {left}')
 
 
-def _pid(worker):
+def _pid(worker: portal.Process) -> int | None:
     # portal sets `pid` only once the child has answered; the process may exist before that.
     return worker.pid or worker.process.pid
 
 
-def _tree(pid):
+def _tree(pid: int | None) -> list[int]:
     if pid is None:
         return []
     try:

@@ -49,7 +49,7 @@ def run(make_agent, args, ending=None) -> int:
     return 0
 
 
-def check_batcher(server):
+def check_batcher(server: portal.BatchServer) -> None:
     """Raise when the batching process of a portal BatchServer has died.
 
     The envs only talk to that process, so without this check its crash (e.g. the actor port
@@ -84,7 +84,7 @@ class Actor:
         self.replay = None
         self.logger = None
 
-    def run(self):
+    def run(self) -> None:
         """Serve `act` (train envs) and `act_eval` (eval envs) until `finish()`."""
         self.ready.wait()
         args = self.args
@@ -125,7 +125,7 @@ class Actor:
         self.replay.close()
         self.logger.close()
 
-    def act(self, obs, mode):
+    def act(self, obs: dict, mode: str) -> tuple[dict, dict]:
         """Policy step for a batch of env observations; returns (reply, transitions)."""
         obs = dict(obs)
         envids = [int(i) for i in obs.pop('envid')]
@@ -160,19 +160,19 @@ class Actor:
         tran['is_eval'] = np.asarray(is_eval, bool)
         return remote.contiguous(reply), tran
 
-    def post(self, tran):
+    def post(self, tran: dict) -> None:
         """After replying: send the transitions to the replay (without log/ keys) and logger."""
         self.replay.add_batch({k: v for k, v in tran.items() if not k.startswith('log/')})
         self.logger.tran(tran).add_callback(self._on_step)
 
-    def stopping(self, env_id):
+    def stopping(self, env_id: int) -> bool:
         """Whether the run has ended; an env asks while its action is pending."""
         if self.stop.is_set():
             with self.lock:
                 self.told.add(int(env_id))
         return bool(self.stop.is_set())
 
-    def finish(self, timeout):
+    def finish(self, timeout: float) -> None:
         """Close the server once every env was told to stop, or after `timeout` seconds."""
         start = time.monotonic()
         while time.monotonic() - start < timeout:
@@ -203,7 +203,7 @@ class Learner:
         self.fps = elements.FPS()
         self.usage = elements.Usage(**args.usage)
 
-    def run(self):
+    def run(self) -> None:
         """Restore the checkpoint, then train until the run stops; saves at the end."""
         args, agent = self.args, self.agent
         logdir = elements.Path(args.logdir)
@@ -254,7 +254,7 @@ class Learner:
         for c in (*clients.values(), self.logger):
             c.close()
 
-    def report(self):
+    def report(self) -> None:
         """Report metrics on train (and eval) replay batches, each from a fresh carry."""
         for name, prefix in (('report', 'report'), ('eval', 'eval')):
             if name not in self.sources or not self.sources[name].ready():
@@ -269,7 +269,7 @@ class Learner:
                 return
             self.logger.add(remote.contiguous_metrics(agg.result(prefix=prefix)))
 
-    def log(self):
+    def log(self) -> None:
         """Send the learner's metrics to the logger role."""
         metrics = remote.contiguous_metrics(self.agg.result())
         metrics['fps/train'] = self.fps.result()

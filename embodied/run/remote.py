@@ -14,12 +14,12 @@ SHUTDOWN_WAIT = 10
 STOP_TIMEOUT = 120
 
 
-def timer_summary():
+def timer_summary() -> str:
     """The section timer's text summary ('' when the timer is disabled)."""
     return elements.timer.stats().get('summary', '')
 
 
-def prefixed(metrics, prefix):
+def prefixed(metrics: dict, prefix: str) -> dict:
     """`{prefix/key: value}`."""
     return {f'{prefix}/{k}': v for k, v in metrics.items()}
 
@@ -31,12 +31,12 @@ def contiguous(tree):
     return np.asarray(tree, order='C')
 
 
-def contiguous_metrics(metrics):
+def contiguous_metrics(metrics: dict) -> dict:
     """Metrics ready to send: strings unchanged, everything else as contiguous arrays."""
     return {k: v if isinstance(v, str) else contiguous(v) for k, v in metrics.items()}
 
 
-def wait_for_clients(server, timeout):
+def wait_for_clients(server, timeout: float) -> None:
     """Wait until no client is connected to `server`, or `timeout` seconds have passed."""
     start = time.monotonic()
     while server.connections and time.monotonic() - start < timeout:
@@ -80,7 +80,7 @@ class RemoteStream:
         self.received = True
         return data
 
-    def ready(self):
+    def ready(self) -> bool:
         """Whether a batch has arrived (so the next item will not wait for a first sample)."""
         return self.received or bool(self.futures and self.futures[0].done())
 

@@ -38,7 +38,7 @@ class ReplayRole:
         self.active = False
         self.waits = {k: [0.0, 0, 0] for k in ('insert', 'sample')}  # duration, waits, calls
 
-    def add_batch(self, batch):
+    def add_batch(self, batch: dict) -> bool:
         """Add a batch of transitions; `envid` picks the stream, `is_eval` the replay."""
         batch = dict(batch)
         envids = batch.pop('envid')
@@ -60,7 +60,7 @@ class ReplayRole:
         self.active = True
         return True
 
-    def sample_batch_train(self):
+    def sample_batch_train(self) -> dict:
         """The next train batch, after `batch_size` sample permissions of the limiter."""
         for _ in range(self.args.batch_size):
             with elements.timer.section('sample_wait'):
@@ -76,20 +76,20 @@ class ReplayRole:
         self.active = True
         return remote.contiguous(next(self.stream_train))
 
-    def sample_batch_report(self):
+    def sample_batch_report(self) -> dict:
         """A report batch from the train replay."""
         return remote.contiguous(next(self.stream_report))
 
-    def sample_batch_eval(self):
+    def sample_batch_eval(self) -> dict:
         """A report batch from the eval replay."""
         return remote.contiguous(next(self.stream_eval))
 
-    def update(self, data):
+    def update(self, data: dict) -> bool:
         """Write agent outputs back into the train replay by `stepid`."""
         self.replay_train.update(data)
         return True
 
-    def metrics(self):
+    def metrics(self) -> dict:
         """Limiter, replay, usage and timer metrics since the last call."""
         metrics = {}
         for name, (duration, waits, calls) in self.waits.items():
@@ -108,7 +108,7 @@ class ReplayRole:
         entry[2] += 1
 
 
-def run(make_replay, make_stream, args):
+def run(make_replay, make_stream, args) -> int:
     """Serve the replay at `run.replay_addr` until the agent role calls `stop`; returns 0."""
     role = ReplayRole(make_replay, make_stream, args)
     logdir = elements.Path(args.logdir)
