@@ -1,0 +1,244 @@
+"""`dreamerv3.load_policy` and `scripts/play.py` on the logdir of one short debug run.
+
+The dummy task is deterministic: every episode is a reset step and 100 steps of reward 1,
+whatever the actions. So a policy loop and `eval_only` score the same episodes exactly, and
+the actions themselves are compared with the run machinery's acting loop in-process.
+"""
+
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import av
+import jax
+import numpy as np
+import pytest
+from conftest import read_flag
+
+import dreamerv3
+from dreamerv3 import factories
+from embodied.core import driver as driverlib
+from embodied.jax import nets
+from embodied.run import checkpoints
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / 'tests' / 'run'))
+from runhelpers import main, output  # noqa: E402
+
+# Building the agent without precompiling compiles only what a run uses.
+FAST = ('--jax.precompile', 'False', '--jax.profiler', 'False')
+FLAGS = (
+    'jax_disable_most_optimizations',
+    'jax_disable_jit',
+    'jax_transfer_guard',
+    'jax_debug_nans',
+    'jax_enable_compilation_cache',
+)
+LENGTH = 100  # steps of a dummy episode after its reset step
+
+
+@pytest.fixture(scope='module')
+def logdir(tmp_path_factory):
+    """A debug run on the dummy task that saved a checkpoint."""
+    logdir = tmp_path_factory.mktemp('policy') / 'train'
+    result = main(logdir, '--run.steps', '20', *FAST)
+    assert result.returncode == 0, output(result)
+    return logdir
+
+
+@pytest.fixture(scope='module', autouse=True)
+def restore_jax_settings():
+    """Undo the global JAX settings that building an agent in this process changes."""
+    previous = nets.COMPUTE_DTYPE, {k: read_flag(k) for k in FLAGS}
+    yield
+    nets.COMPUTE_DTYPE = previous[0]
+    for key, value in previous[1].items():
+        jax.config.update(key, value)
+
+
+@pytest.fixture(scope='module')
+def policy(logdir):
+    """The run's policy for one env, on the device JAX picks (the CPU here)."""
+    return dreamerv3.load_policy(logdir)
+
+
+def play(policy, env, episodes):
+    """Scores, lengths and the actions of `episodes` episodes of a single-env policy loop."""
+    scores, lengths, actions = [], [], []
+    obs = env.step(policy.reset_action())
+    for _ in range(episodes):
+        score, length = 0.0, 0
+        while not obs['is_last']:
+            act = policy(obs)
+            actions.append(act)
+            obs = env.step(act)
+            score += float(obs['reward'])
+            length += 1
+        scores.append(score)
+        lengths.append(length)
+        obs = env.step(policy.reset_action())
+    return scores, lengths, actions
+
+
+@pytest.mark.slow
+def test_policy_scores_like_eval_only(logdir, policy, tmp_path):
+    assert policy.mode == 'eval' and policy.batch is None
+    env = policy.make_env()
+    scores, lengths, actions = play(policy, env, 2)
+    env.close()
+    for act in actions:
+        assert set(act) == {'act_disc', 'act_cont', 'reset'}
+        assert act['act_disc'].shape == () and 0 <= act['act_disc'] < 5
+        assert act['act_cont'].shape == (6,) and np.isfinite(act['act_cont']).all()
+        assert not act['reset']
+
+    evaldir = tmp_path / 'eval'
+    steps = 2 * (LENGTH + 1)  # two whole episodes of one env
+    result = main(
+        evaldir,
+        '--script',
+        'eval_only',
+        '--run.from_checkpoint',
+        str(logdir),
+        '--run.envs',
+        '1',
+        '--run.steps',
+        str(steps),
+        *FAST,
+    )
+    assert result.returncode == 0, output(result)
+    records = [json.loads(line) for line in (evaldir / 'metrics.jsonl').read_text().splitlines()]
+    assert [r['episode/score'] for r in records if 'episode/score' in r] == scores
+    assert [r['episode/length'] for r in records if 'episode/length' in r] == lengths
+    assert scores == [LENGTH, LENGTH]
+
+
+@pytest.mark.slow
+def test_batched_policy_acts_like_the_run_loop(logdir):
+    policy = dreamerv3.load_policy(logdir, batch=2, platform='cpu')
+    # The acting loop of eval_only: a driver steps the envs with agent.policy(mode='eval').
+    agent = factories.make_agent(policy.config)
+    checkpoints.load_agent(agent, logdir)
+    steps = LENGTH + 10  # crosses an episode end, after which the carries restart
+    driver = driverlib.Driver([lambda i=i: policy.make_env(i) for i in range(2)], parallel=False)
+    expected = []
+    driver.on_step(lambda tran, worker: expected.append((worker, tran)))
+    driver.reset(agent.init_policy)
+    driver(lambda *a: agent.policy(*a, mode='eval'), steps=2 * steps)
+    driver.close()
+
+    envs = [policy.make_env(i) for i in range(2)]
+    start = policy.reset_action()
+    obs = [env.step({k: v[i] for k, v in start.items()}) for i, env in enumerate(envs)]
+    got = []
+    for _ in range(steps):
+        act = policy({k: np.stack([o[k] for o in obs]) for k in obs[0]})
+        assert act['act_disc'].shape == (2,) and act['act_cont'].shape == (2, 6)
+        got += [(i, {k: v[i] for k, v in act.items()}) for i in range(2)]
+        obs = [env.step({k: v[i] for k, v in act.items()}) for i, env in enumerate(envs)]
+    for env in envs:
+        env.close()
+
+    # The driver records each transition with the action taken on it, step by step and env
+    # by env. On last steps it zeroes the action, which then only resets the env.
+    pairs = [(g, e) for g, e in zip(got, expected) if not e[1]['is_last']]
+    assert len(pairs) >= 2 * LENGTH
+    for (worker, act), (expected_worker, tran) in pairs:
+        assert worker == expected_worker
+        np.testing.assert_array_equal(act['act_disc'], tran['act_disc'])
+        np.testing.assert_allclose(act['act_cont'], tran['act_cont'], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_reset_and_is_first_restart_the_carry(policy):
+    env = policy.make_env()
+    initial = policy._initial
+    obs = env.step(policy(env.step(policy.reset_action())))
+    assert policy._carry[0] is not initial
+    policy.reset()
+    assert policy._carry[0] is initial
+    policy(obs)
+    assert policy._carry[0] is not initial
+    # An is_first observation restarts the carry before the agent acts on it.
+    seen, act = [], policy.agent.policy
+
+    def recording(carry, obs, mode):
+        seen.append(carry[0])
+        return act(carry, obs, mode=mode)
+
+    policy.agent.policy = recording
+    try:
+        policy(env.step(policy.reset_action()))
+    finally:
+        del policy.agent.policy
+    assert seen == [initial]
+    env.close()
+
+
+@pytest.mark.slow
+def test_bad_inputs_are_clear_errors(logdir, policy, tmp_path):
+    with pytest.raises(checkpoints.CheckpointError, match='No complete checkpoint'):
+        dreamerv3.load_policy(tmp_path)
+    with pytest.raises(ValueError, match='mode must be one of'):
+        dreamerv3.load_policy(logdir, mode='greedy')
+    with pytest.raises(ValueError, match='batch must be'):
+        dreamerv3.load_policy(logdir, batch=0)
+    env = policy.make_env()
+    obs = env.step(policy.reset_action())
+    env.close()
+    with pytest.raises(KeyError, match=r"lacks the keys \['image'\]"):
+        policy({k: v for k, v in obs.items() if k != 'image'})
+    with pytest.raises(ValueError, match=r"'vector' has shape \(8,\); this policy expects \(7,\)"):
+        policy({**obs, 'vector': np.zeros(8, np.float32)})
+    # Extra keys (log/ metrics of the env) and other dtypes are accepted.
+    act = policy({**obs, 'log/extra': 1.0, 'vector': obs['vector'].astype(np.float64)})
+    assert act['act_disc'].shape == ()
+
+
+@pytest.mark.slow
+def test_the_readme_example_runs(logdir):
+    readme = (ROOT / 'README.md').read_text()
+    section = readme.split('## Use a trained policy\n', 1)[1].split('\n## ', 1)[0]
+    short, loop = re.findall(r'```python\n(.*?)```', section, re.S)
+    lines = short.strip().splitlines()
+    assert len(lines) == 3
+    # The three lines around the episode loop, on this run's logdir.
+    code = '\n'.join([*lines[:2], loop, lines[2]]).replace("'~/logdir/pong'", repr(str(logdir)))
+    scope = {}
+    exec(code, scope)
+    assert scope['obs']['is_last'] and set(scope['act']) == {'act_disc', 'act_cont', 'reset'}
+
+
+@pytest.mark.slow
+def test_play_script_prints_scores_and_writes_a_video(logdir, tmp_path):
+    video = tmp_path / 'out.mp4'
+    command = [
+        sys.executable,
+        str(ROOT / 'scripts' / 'play.py'),
+        '--logdir',
+        str(logdir),
+        '--episodes',
+        '2',
+        '--video',
+        str(video),
+        '--platform',
+        'cpu',
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, output(result)
+    assert 'Episode 1/2: score 100.00, length 100' in result.stdout
+    assert 'Episode 2/2: score 100.00, length 100' in result.stdout
+    assert 'Played 2 episodes of dummy_disc: mean score 100.00' in result.stdout
+    with av.open(str(video)) as container:
+        frames = [f.to_ndarray(format='rgb24') for f in container.decode(video=0)]
+    assert len(frames) == 2 * (LENGTH + 1)
+    assert frames[0].shape == (64, 64, 3)
+
+
+def test_play_script_errors_are_one_line(tmp_path):
+    command = [sys.executable, str(ROOT / 'scripts' / 'play.py'), '--logdir', str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, output(result)
+    assert 'No complete checkpoint' in result.stderr and 'Traceback' not in result.stderr
