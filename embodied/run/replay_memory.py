@@ -58,14 +58,14 @@ def report(agent, *replays, available: int | None = None) -> int:
     if available is None:
         available = psutil.virtual_memory().available
     print(
-        f'Replay memory at capacity: {_gib(needed)} ({stepbytes:,} bytes per step x '
-        f'{sum(capacities):,} steps); {_gib(available)} of memory available.'
+        f'Replay memory at capacity: {_size(needed)} ({stepbytes:,} bytes per step x '
+        f'{sum(capacities):,} steps); {_size(available)} of memory available.'
     )
     if needed > available:
         size = suggest_size(stepbytes, available, sum(capacities) / capacities[0])
         elements.print(
-            f'Warning: the replay needs about {_gib(needed)} when full but only '
-            f'{_gib(available)} of memory are available, so the run would run out of memory '
+            f'Warning: the replay needs about {_size(needed)} when full but only '
+            f'{_size(available)} of memory are available, so the run would run out of memory '
             f'once the replay fills up. Pass --replay.size {size} (about '
             f'{BUDGET:.0%} of the available memory) or train on a machine with more memory.',
             color='yellow',
@@ -73,5 +73,7 @@ def report(agent, *replays, available: int | None = None) -> int:
     return needed
 
 
-def _gib(nbytes: int) -> str:
+def _size(nbytes: int) -> str:
+    if nbytes < 2**30:
+        return f'{nbytes / 2**20:.1f} MiB'
     return f'{nbytes / 2**30:.1f} GiB'

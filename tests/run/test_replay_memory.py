@@ -49,7 +49,7 @@ def test_report_prints_the_estimate_without_a_warning_when_it_fits(capsys):
     needed = replay_memory.report(agent(), replay(1000), available=2**40)
     out = capsys.readouterr().out
     assert needed == STEP * 1000
-    assert f'{STEP:,} bytes per step x 1,000 steps' in out
+    assert f'{STEP:,} bytes per step x 1,000 steps' in out and '11.8 MiB' in out
     assert 'Warning' not in out
 
 
