@@ -35,6 +35,7 @@ class Interrupt:
         self.announce = announce
         self.signum = None
         self._previous = {}
+        self._depth = 0  # nested `with` blocks of the same manager install the handlers once
 
     @property
     def requested(self) -> bool:
@@ -47,12 +48,16 @@ class Interrupt:
         return signal.Signals(self.signum).name if self.signum is not None else ''
 
     def __enter__(self) -> 'Interrupt':
-        if threading.current_thread() is threading.main_thread():
+        self._depth += 1
+        if self._depth == 1 and threading.current_thread() is threading.main_thread():
             for signum in self.signals:
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()

@@ -1,11 +1,17 @@
-"""The signal helper: the first SIGINT or SIGTERM requests a stop, a second one ends the process."""
+"""The signal helper, and runs stopped by SIGTERM or SIGINT (Ctrl-C) with a final checkpoint."""
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
+
+import pytest
+from runhelpers import checkpoint, command
 
 from embodied.run import interrupt
 
@@ -24,6 +30,16 @@ def test_first_signal_requests_a_stop_and_handlers_are_restored(capsys):
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
     out = capsys.readouterr().out
     assert out.count('\n') == 1 and 'Received SIGTERM: stopping after the current update' in out
+
+
+def test_nested_blocks_install_and_restore_once():
+    before = signal.getsignal(signal.SIGINT)
+    with interrupt.Interrupt(announce=False) as stop:
+        with stop:
+            pass
+        os.kill(os.getpid(), signal.SIGINT)  # still handled after the inner block
+        assert stop.requested
+    assert signal.getsignal(signal.SIGINT) == before
 
 
 def test_outside_the_main_thread_it_installs_nothing():
@@ -73,3 +89,85 @@ def test_shield_ignores_both_signals():
         [sys.executable, '-c', code], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and result.stdout.strip() == 'alive', result.stderr
+
+
+class Run:
+    """A training command in the background whose output is collected by a thread."""
+
+    def __init__(self, logdir, *flags):
+        self.logdir = logdir
+        cmd = command(logdir, '--run.steps', '1e6', '--run.save_every', '0', *flags)
+        # Its own process group, so that a signal can reach all its processes like a Ctrl-C.
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
+        self.lines = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout))
+        self.reader.start()
+
+    def wait_for(self, key, timeout=900):
+        """Wait until metrics.jsonl holds a record with `key`."""
+        deadline = time.monotonic() + timeout
+        path = self.logdir / 'metrics.jsonl'
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, ''.join(self.lines)[-3000:]
+            if path.exists():
+                if any(key in json.loads(line) for line in path.read_text().splitlines()):
+                    return
+            time.sleep(0.5)
+        self.proc.kill()
+        raise AssertionError(f'no {key} in {path} after {timeout} s')
+
+    def stop(self, signum, group=False):
+        """Send `signum` (to every process with `group`); returns the status and the output."""
+        if group:
+            os.killpg(self.proc.pid, signum)
+        else:
+            self.proc.send_signal(signum)
+        code = self.proc.wait(timeout=300)
+        self.reader.join()
+        return code, ''.join(self.lines)
+
+
+def replay_steps(directory, entry):
+    """Steps in the chunk files a checkpoint's replay entry lists (names end in -<length>)."""
+    assert entry['chunks'], entry
+    for name in entry['chunks']:
+        assert (directory / name).exists(), name
+    return sum(int(re.search(r'-(\d+)\.npz$', name).group(1)) for name in entry['chunks'])
+
+
+def check_stopped(logdir, code, out, signame, replay_name, replay_dir):
+    assert code == 0, out[-3000:]
+    assert 'Traceback' not in out
+    match = re.search(rf'Stopped by {signame} at step (\d+) and saved a checkpoint in ', out)
+    assert match, out[-3000:]
+    step = int(match.group(1))
+    # The final checkpoint is the only save after the first (save_every 0): it holds the last
+    # step, and the last metrics record is written at that step too.
+    assert checkpoint(logdir / 'ckpt', 'step') == step > 0
+    last = json.loads((logdir / 'metrics.jsonl').read_text().splitlines()[-1])
+    assert last['step'] == step
+    assert replay_steps(logdir / replay_dir, checkpoint(logdir / 'ckpt', replay_name)) == step
+    return step
+
+
+@pytest.mark.slow
+def test_sigterm_during_training_saves_the_last_trained_step(tmp_path):
+    # A small batch, so that training starts after a few env steps.
+    run = Run(tmp_path, '--jax.precompile', 'False', '--run.log_every', '1', '--batch_size', '2')
+    run.wait_for('train/loss/dyn')
+    code, out = run.stop(signal.SIGTERM)
+    check_stopped(tmp_path, code, out, 'SIGTERM', 'replay', 'replay')
+    assert 'Compiled the train step in' in out
+    assert int(checkpoint(tmp_path / 'ckpt', 'agent')['counters']['updates']) > 0
+
+
+def test_ctrl_c_in_train_eval_saves_both_replays(tmp_path):
+    # Envs in worker processes, which a terminal's Ctrl-C reaches too: they keep stepping.
+    flags = ('--script', 'train_eval', '--random_agent', 'True', '--run.debug', 'False')
+    run = Run(tmp_path, *flags, '--run.log_every', '1', '--run.envs', '2', '--run.eval_envs', '1')
+    run.wait_for('eval_episode/score')
+    code, out = run.stop(signal.SIGINT, group=True)
+    check_stopped(tmp_path, code, out, 'SIGINT', 'replay_train', 'replay')
+    assert checkpoint(tmp_path / 'ckpt', 'replay_eval')['chunks']
