@@ -44,6 +44,18 @@ def task_name(task):
     return f'gym_{task}'
 
 
+def same(a, b):
+    """Whether two spaces (or None) agree in dtype, shape and bounds."""
+    if a is None or b is None:
+        return a is b
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and np.array_equal(a.low, b.low)
+        and np.array_equal(a.high, b.high)
+    )
+
+
 def check_spaces(policy, env):
     """Raise ValueError when the env's observations or actions differ from the policy's."""
     obs = {k: v for k, v in env.obs_space.items() if not k.startswith('log/')}
@@ -52,7 +64,7 @@ def check_spaces(policy, env):
         ('observation', policy.obs_space, obs),
         ('action', policy.act_space, act),
     ):
-        diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+        diff = sorted(k for k in set(ours) | set(theirs) if not same(ours.get(k), theirs.get(k)))
         if diff:
             details = '; '.join(f'{k}: policy {ours.get(k)}, env {theirs.get(k)}' for k in diff)
             raise ValueError(

@@ -242,3 +242,41 @@ def test_play_script_errors_are_one_line(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, output(result)
     assert 'No complete checkpoint' in result.stderr and 'Traceback' not in result.stderr
+
+
+def load_play():
+    """scripts/play.py as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location('play', ROOT / 'scripts' / 'play.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_play_names_tasks_and_checks_spaces():
+    import types
+
+    import elements
+
+    play = load_play()
+    assert play.task_name('CartPole-v1') == 'gym_CartPole-v1'
+    assert play.task_name('mypkg.envs:MyEnv-v0') == 'gym_mypkg.envs:MyEnv-v0'
+    assert play.task_name('dummy_disc') == 'dummy_disc'
+    assert play.task_name('custom_mypkg:Env') == 'custom_mypkg:Env'
+    image = elements.Space(np.uint8, (64, 64, 3))
+    vector = elements.Space(np.float32, (4,))
+    action = elements.Space(np.int32, (), 0, 2)
+    policy = types.SimpleNamespace(obs_space={'image': image}, act_space={'action': action})
+    env = types.SimpleNamespace(
+        obs_space={'image': image, 'log/x': vector},
+        act_space={'action': action, 'reset': elements.Space(bool)},
+    )
+    play.check_spaces(policy, env)  # log/ keys and reset are not the policy's
+    assert play.video_key(env, '') == 'image'
+    env.obs_space = {'vector': vector}
+    assert play.video_key(env, '') is None  # rendered frames then
+    with pytest.raises(ValueError, match='observations image: policy Space'):
+        play.check_spaces(policy, env)
+    with pytest.raises(ValueError, match='is not an image observation'):
+        play.video_key(env, 'vector')
