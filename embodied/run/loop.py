@@ -155,7 +155,7 @@ class Actor:
     def __call__(self, steps: int = 0, episodes: int = 0) -> None:
         """Act for at least `steps` env steps or `episodes` episodes."""
         policy = functools.partial(self.agent.policy, mode=self.mode)
-        self.driver(lambda *a: policy(*a), steps=steps, episodes=episodes)
+        self.driver(policy, steps=steps, episodes=episodes)
 
     def log(self) -> None:
         """Add the aggregated episode statistics to the logger."""
@@ -291,6 +291,10 @@ class TrainLoop(Loop):
         checkpoint = restore(self, **saveables)
         self.actor.reset()
         return checkpoint
+
+    def log_replay(self, prefix, replay) -> None:
+        """Log the statistics of another replay under `prefix` at every log."""
+        self.replays[prefix] = replay
 
     def act(self, steps=10) -> None:
         """Step the training envs for at least `steps` env steps, training along the way."""

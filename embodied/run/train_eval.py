@@ -20,7 +20,7 @@ def train_eval(make_agent, make_replay, make_env, make_stream, make_logger, args
         loop = TrainLoop(agent, replay_train, logger, make_env, make_stream, args, stop)
         try:
             loop.learner.add_report('eval', replay_eval, 'eval')
-            loop.replays['replay_eval'] = replay_eval
+            loop.log_replay('replay_eval', replay_eval)
             evaluator = None
             if args.eval_envs > 0:
                 evaluator = Actor(
