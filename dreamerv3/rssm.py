@@ -389,8 +389,9 @@ class Decoder(Stateless, nj.Module):
                     f'conv{i}', nets.Conv2D, depth, self.kernel, 2, transp=True, winit=self.winit
                 )(x)
             else:
-                x = x.repeat(2, -2).repeat(2, -3)
-                x = self.sub(f'conv{i}', nets.Conv2D, depth, self.kernel, winit=self.winit)(x)
+                x = self.sub(
+                    f'conv{i}', nets.Conv2D, depth, self.kernel, upsample=True, winit=self.winit
+                )(x)
             x = nets.act(self.act)(self.sub(f'conv{i}norm', nets.Norm, self.norm)(x))
         kw = dict(winit=self.winit, outscale=self.outscale)
         if self.outer:
@@ -398,8 +399,7 @@ class Decoder(Stateless, nj.Module):
         elif self.strided:
             x = self.sub('imgout', nets.Conv2D, self.imgdep, self.kernel, 2, transp=True, **kw)(x)
         else:
-            x = x.repeat(2, -2).repeat(2, -3)
-            x = self.sub('imgout', nets.Conv2D, self.imgdep, self.kernel, **kw)(x)
+            x = self.sub('imgout', nets.Conv2D, self.imgdep, self.kernel, upsample=True, **kw)(x)
         x = jax.nn.sigmoid(x)
         x = x.reshape((*bshape, *x.shape[1:]))
         split = np.cumsum([self.obs_space[k].shape[-1] for k in self.imgkeys][:-1])

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import ninjax as nj
 import numpy as np
+from jaxtyping import Array, ArrayLike, Float
 
 COMPUTE_DTYPE = jnp.bfloat16
 
@@ -33,12 +34,12 @@ def cast(xs, force=False):
     return jax.tree.map(fn, xs)
 
 
-def symlog(x):
+def symlog(x: Float[ArrayLike, '*shape']) -> Float[Array, '*shape']:
     """sign(x) * log(1 + |x|)."""
     return jnp.sign(x) * jnp.log1p(jnp.abs(x))
 
 
-def symexp(x):
+def symexp(x: Float[ArrayLike, '*shape']) -> Float[Array, '*shape']:
     """sign(x) * (exp(|x|) - 1), the inverse of symlog."""
     return jnp.sign(x) * jnp.expm1(jnp.abs(x))
 
@@ -282,10 +283,65 @@ class BlockLinear(nj.Module):
         return x
 
 
+def _phase_taps(size, phase):
+    """Which low-resolution offset each tap of a 'same' kernel reads for one output phase.
+
+    After nearest-neighbour 2x upsampling, output row 2i + phase and kernel tap a read the
+    upsampled row 2i + phase + a - lo, which is low-resolution row i + (phase + a - lo) // 2.
+    Returns a (3, size) 0/1 matrix mapping taps to the offsets -1, 0, 1 (for size <= 5).
+    """
+    lo = (size - 1) // 2
+    offsets = [(phase + a - lo) // 2 for a in range(size)]
+    if min(offsets) < -1 or max(offsets) > 1:
+        raise ValueError(f'Upsampling convolution supports kernels up to 5 wide, got {size}.')
+    taps = np.zeros((3, size), np.float32)
+    for a, offset in enumerate(offsets):
+        taps[offset + 1, a] = 1
+    return taps
+
+
+def upsample_conv(x, kernel, impl='phases'):
+    """Nearest-neighbour 2x upsampling of NHWC `x`, then a stride-1 'same' HWIO convolution.
+
+    `impl='direct'` upsamples and convolves as written. `impl='phases'` computes the same
+    values without the upsampled map: each of the four output phases (row and column parity)
+    is a 3x3 convolution of the low-resolution input whose taps are sums of the 5x5 taps that
+    read the same input pixel. All phases run as one convolution with 4x the output channels,
+    then interleave; that is 36 instead of 100 multiply-adds per input-output channel pair and
+    low-resolution pixel for a 5x5 kernel, on every platform.
+    """
+    if impl == 'direct':
+        x = x.repeat(2, -2).repeat(2, -3)
+        return jax.lax.conv_general_dilated(
+            x, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+        )
+    if impl != 'phases':
+        raise ValueError(f"Unknown upsampling convolution '{impl}': use phases or direct.")
+    kh, kw, cin, cout = kernel.shape
+    rows = np.stack([_phase_taps(kh, r) for r in (0, 1)])  # (2, 3, kh)
+    cols = np.stack([_phase_taps(kw, c) for c in (0, 1)])  # (2, 3, kw)
+    rows, cols = jnp.asarray(rows, kernel.dtype), jnp.asarray(cols, kernel.dtype)
+    # Summing taps in float32 keeps the phase kernel as exact as the compute dtype allows.
+    merged = jnp.einsum('rya,cxb,abio->yxirco', rows, cols, kernel.astype(f32))
+    merged = merged.reshape((3, 3, cin, 4 * cout)).astype(x.dtype)
+    y = jax.lax.conv_general_dilated(
+        x, merged, (1, 1), ((1, 1), (1, 1)), dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+    )
+    N, H, W, _ = y.shape
+    y = y.reshape((N, H, W, 2, 2, cout)).transpose((0, 1, 3, 2, 4, 5))
+    return y.reshape((N, 2 * H, 2 * W, cout))
+
+
 class Conv2D(nj.Module):
-    """2-D convolution on NHWC inputs with an HWIO kernel; `transp` upsamples by `stride`."""
+    """2-D convolution on NHWC inputs with an HWIO kernel.
+
+    `transp` upsamples by `stride` with a fractionally strided convolution; `upsample` first
+    repeats every pixel 2x2 (nearest neighbour) and is computed as in `upsample_conv`.
+    """
 
     transp: bool = False
+    upsample: bool = False
+    upsample_impl: str = 'phases'
     groups: int = 1
     pad: str = 'same'
     bias: bool = True
@@ -308,7 +364,19 @@ class Conv2D(nj.Module):
         bshape = x.shape[:-3]
         x = x.reshape((-1, *x.shape[-3:]))
         shape = (*self.kernel, x.shape[-1] // self.groups, self.depth)
-        kernel = self.value('kernel', _kernel_init, self, shape).astype(x.dtype)
+        param = self.value('kernel', _kernel_init, self, shape)
+        kernel = param.astype(x.dtype)
+        if self.upsample:
+            if self.pad != 'same' or self.groups != 1 or self.stride != 1 or self.transp:
+                raise ValueError(
+                    f"{self.path}: upsample needs pad='same', groups=1, stride=1 and no transp."
+                )
+            # The phase form merges taps from the float32 parameter, not from the cast copy.
+            phases = self.upsample_impl == 'phases'
+            x = upsample_conv(x, param if phases else kernel, self.upsample_impl)
+            if self.bias:
+                x = x + self.value('bias', init(self.binit), (self.depth,)).astype(x.dtype)
+            return x.reshape((*bshape, *x.shape[1:]))
         if self.transp:
             if self.pad != 'same':
                 raise ValueError(
