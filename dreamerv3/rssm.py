@@ -34,7 +34,7 @@ def kl_losses(post, prior, unimix, free_nats):
     """`dyn` = KL(sg(q) || p) and `rep` = KL(q || sg(p)), each clipped below at free nats.
 
     `post` and `prior` are logits of shape (..., stoch, classes); the KL is summed over the
-    latent variables before the clip (spec 3.6).
+    latent variables before the clip.
     """
     dyn = latent_dist(sg(post), unimix).kl(latent_dist(prior, unimix))
     rep = latent_dist(post, unimix).kl(latent_dist(sg(prior), unimix))
@@ -52,7 +52,7 @@ def dense(module, name, units, x, act, norm, **kw):
 
 
 class RSSM(nj.Module):
-    """Recurrent state-space model with a block GRU core and categorical latents (spec 3)."""
+    """Recurrent state-space model with a block GRU core and categorical latents."""
 
     deter: int = 4096
     hidden: int = 2048
@@ -80,7 +80,7 @@ class RSSM(nj.Module):
 
     @property
     def entry_space(self):
-        """Spaces of the per-step entries stored in replay as context (spec 2.3)."""
+        """Spaces of the per-step entries stored in replay as context."""
         return {
             'deter': elements.Space(np.float32, self.deter),
             'stoch': elements.Space(np.float32, (self.stoch, self.classes)),
@@ -168,7 +168,7 @@ class RSSM(nj.Module):
         return nets.cast(nets.DictConcat(self.act_space, 1)(action))
 
     def _core(self, deter, stoch, action):
-        """One block-GRU step (spec 3.2)."""
+        """One block-GRU step: reset, candidate and update gates from block-diagonal layers."""
         stoch = stoch.reshape((stoch.shape[0], -1))
         action = action / sg(jnp.maximum(1, jnp.abs(action)))
         g = self.blocks
@@ -243,7 +243,7 @@ class Stateless:
 
 
 class Encoder(Stateless, nj.Module):
-    """Maps observations to tokens: an MLP for vector keys and a CNN for images (spec 3.7)."""
+    """Maps observations to tokens: an MLP for vector keys and a CNN for images."""
 
     depth: int = 64
     mults: tuple = (2, 3, 4, 4)
@@ -312,7 +312,7 @@ class Encoder(Stateless, nj.Module):
 
 
 class Decoder(Stateless, nj.Module):
-    """Reconstructs observations from latent features (spec 3.8)."""
+    """Reconstructs observations from latent features: an MLP for vectors, a CNN for images."""
 
     depth: int = 64
     mults: tuple = (2, 3, 4, 4)

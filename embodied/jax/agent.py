@@ -1,6 +1,6 @@
 """The JAX agent: wraps a ninjax model into jitted, sharded policy/train/report functions.
 
-Behaviour worth knowing (spec 10, §14.6, kept on purpose because it overlaps host transfers
+Behaviour worth knowing (kept on purpose because it overlaps host transfers
 with device compute):
 - `train` returns the outputs and metrics of the *previous* call; the first call returns empty
   dicts.

@@ -272,7 +272,7 @@ class BlockLinear(nj.Module):
         g, inp = self.blocks, x.shape[-1]
         if inp % g:
             raise ValueError(f'{self.path}: input width {inp} is not divisible by blocks={g}.')
-        # Fan-in of this 3-D kernel is the total input width (reference parity, spec 14.12).
+        # Fan-in of this 3-D kernel is the total input width (as in the reference implementation).
         shape = (g, inp // g, self.units // g)
         kernel = self.value('kernel', _kernel_init, self, shape).astype(x.dtype)
         x = x.reshape((*x.shape[:-1], g, inp // g))
