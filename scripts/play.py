@@ -6,7 +6,8 @@
 The policy comes from `dreamerv3.load_policy` (the run's config.yaml and latest checkpoint).
 The environment is the run's task, or `--task`: any task name (`atari_pong`, `dummy_disc`,
 `gym_<id>`, `custom_<module>:<class>`) or a bare gymnasium id. The video shows the image
-observation (`--video-key`), or the rendered frames of an environment that has no image.
+observation (`--video-key`), or the rendered frames of an environment that has no image
+(gymnasium's classic-control envs render with pygame: `pip install 'gymnasium[classic-control]'`).
 """
 
 import argparse
@@ -87,6 +88,20 @@ def video_key(env, requested):
     return images[0] if images else None
 
 
+def check_render(env, policy, task):
+    """Raise ValueError, before the first episode, when the env cannot render frames."""
+    env.step(policy.reset_action())
+    try:
+        frame = np.asarray(env.render())
+    except Exception as e:  # Renderers fail in many ways, e.g. a missing pygame.
+        raise ValueError(
+            f'Task {task} could not render frames for the video ({type(e).__name__}: {e}). '
+            'Install what the message names, or play without --video.'
+        ) from e
+    if frame.dtype != np.uint8 or frame.ndim != 3:
+        raise ValueError(f'Task {task} renders {frame.dtype} {frame.shape}, not RGB frames.')
+
+
 def play(policy, env, episodes, max_steps, frames=None, key=None):
     """Play `episodes` episodes; returns their (score, length) pairs."""
     results = []
@@ -136,6 +151,7 @@ def main(argv=None):
             env.close()
             # Without an image observation, gymnasium renders the frames.
             env = policy.make_env(task=task, render_mode='rgb_array')
+            check_render(env, policy, task)
         check_spaces(policy, env)
     except (checkpoints.CheckpointError, ConfigError, SetupError, registry.MissingSuiteError) as e:
         fail(e)
