@@ -12,9 +12,14 @@ the latent state the model had there. The model computes `deter` in the compute 
 
 Both are lossless: the agent rebuilds the very arrays the model produced. Replays written with
 the earlier layout (float32 `deter`, float32 one-hot `stoch`) are converted when they are
-loaded, by `upgrade_directory`. This module uses numpy only, so replay processes need no JAX.
+loaded, by `upgrade_directory`; `python -m dreamerv3.replay_layout FOLDER` converts a folder
+by hand (e.g. the read-only source of `train_offline`). This module uses numpy only, so replay
+processes need no JAX.
 """
 
+import argparse
+import os
+import sys
 import time
 
 import elements
@@ -108,6 +113,8 @@ def upgrade_directory(directory, compute_dtype, log=print) -> int:
     """
     from embodied.core import chunk as chunklib
 
+    if directory is None:
+        return 0  # a replay in memory only
     directory = elements.Path(directory)
     if not directory.exists():
         return 0
@@ -171,3 +178,24 @@ def _float_dtype(name: str) -> np.dtype:
 
         return np.dtype(ml_dtypes.bfloat16)
     return np.dtype(name)
+
+
+def main(argv=None) -> int:
+    """Convert the chunk files of a replay folder to the compact layout, in place."""
+    parser = argparse.ArgumentParser(
+        prog='python -m dreamerv3.replay_layout', description=main.__doc__
+    )
+    parser.add_argument('folder', help='a replay folder, e.g. ~/logdir/pong/replay')
+    parser.add_argument('--compute_dtype', default='bfloat16', choices=COMPUTE_DTYPES)
+    args = parser.parse_args(argv)
+    folder = elements.Path(os.path.expanduser(args.folder))
+    if not folder.exists() or not list(folder.glob('*.npz')):
+        print(f"replay_layout: error: no chunk files (*.npz) in '{folder}'.", file=sys.stderr)
+        return 2
+    if not upgrade_directory(folder, args.compute_dtype):
+        print(f'Replay {folder}: every chunk file already has the compact layout.')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -129,3 +129,19 @@ def test_unreadable_files_are_left_to_the_replay(tmp_path):
     (tmp_path / '20240101T000000-0-0-3.npz').write_bytes(b'not a zip file')
     assert layout.upgrade_directory(tmp_path, 'bfloat16') == 0
     assert layout.upgrade_directory(tmp_path / 'missing', 'bfloat16') == 0
+
+
+def test_in_memory_replays_have_no_directory_to_convert():
+    assert layout.upgrade_directory(None, 'bfloat16') == 0
+
+
+def test_command_line_converts_a_folder(tmp_path, capsys):
+    old, index = old_latents(5, seed=6)
+    path = write_chunk(tmp_path, {**steps(5, 6), **old})
+    assert layout.main([str(tmp_path)]) == 0
+    assert 'converted 1 chunk files' in capsys.readouterr().out
+    np.testing.assert_array_equal(chunklib.Chunk.load(path).data['dyn/stoch'], index)
+    assert layout.main([str(tmp_path)]) == 0
+    assert 'already has the compact layout' in capsys.readouterr().out
+    assert layout.main([str(tmp_path / 'empty')]) == 2
+    assert 'no chunk files' in capsys.readouterr().err
