@@ -1,11 +1,13 @@
 """The DreamerV3 agent: world model, actor-critic losses, acting, training and reports."""
 
+import chex
 import elements
 import jax
 import jax.numpy as jnp
 import ninjax as nj
 import numpy as np
 import optax
+from jaxtyping import Array, Float, Shaped
 
 import embodied.jax as ej
 from embodied.jax import heads, nets, opt, utils
@@ -38,7 +40,14 @@ def sample(dists):
     return {k: v.sample(nj.seed()) for k, v in dists.items()}
 
 
-def lambda_return(last, term, rew, boot, disc, lam):
+def lambda_return(
+    last: Shaped[Array, 'n t'],
+    term: Shaped[Array, 'n t'],
+    rew: Float[Array, 'n t'],
+    boot: Float[Array, 'n t'],
+    disc: float,
+    lam: float,
+) -> Float[Array, 'n t-1']:
     """λ-returns R_0..R_{T-2} of (N, T) sequences, bootstrapped from `boot` (spec 4.2).
 
     R_{T-1} = boot_{T-1};
@@ -134,19 +143,19 @@ def imag_loss(
 
 
 def repl_loss(
-    last,
-    term,
-    rew,
-    boot,
-    value,
-    slowvalue,
-    valnorm,
-    update,
-    slowreg=1.0,
-    slowtar=False,
-    horizon=333,
-    lam=0.95,
-):
+    last: Shaped[Array, 'b k'],
+    term: Shaped[Array, 'b k'],
+    rew: Float[Array, 'b k'],
+    boot: Float[Array, 'b k'],
+    value: ej.outs.Output,
+    slowvalue: ej.outs.Output,
+    valnorm: utils.Normalize,
+    update: bool,
+    slowreg: float = 1.0,
+    slowtar: bool = False,
+    horizon: int = 333,
+    lam: float = 0.95,
+) -> tuple[dict[str, Float[Array, 'b k-1']], dict[str, Float[Array, 'b k-1']], dict]:
     """Value loss on replayed (B, K) sequences bootstrapped from imagined returns (spec 4.6).
 
     `slowtar` is accepted for config compatibility; only `boot` is bootstrapped from.
@@ -255,6 +264,8 @@ class Model:
     def policy(self, carry, obs, mode='train'):
         """One acting step (spec 3.12); `mode` is accepted and ignored (spec §14.14)."""
         del mode
+        chex.assert_rank(obs['is_first'], 1)
+        chex.assert_tree_shape_prefix(obs, obs['is_first'].shape)
         enc_carry, dyn_carry, dec_carry, prevact = carry
         reset = obs['is_first']
         enc_carry, enc_entry, tokens = self.enc(enc_carry, obs, reset, single=True)
@@ -270,6 +281,10 @@ class Model:
 
     def train(self, carry, data):
         """One optimiser step on a (B, C+T) batch (spec 3.11)."""
+        # Shape and dtype checks on the batch from the replay; they run once, while tracing.
+        chex.assert_rank(data['is_first'], 2)
+        chex.assert_type([data['is_first'], data['consec']], [bool, np.int32])
+        chex.assert_tree_shape_prefix(data, data['is_first'].shape)
         carry, obs, prevact, stepid = self._apply_replay_context(carry, data)
         metrics, (carry, entries, aux, mets) = self.opt(
             self.loss, carry, obs, prevact, training=True, has_aux=True
@@ -279,9 +294,8 @@ class Model:
         replay = {'stepid': stepid, 'priority': sg(aux['priority'])}
         if self.config.replay_context:
             replay.update(self._pack_context(*entries))
-        B, T = obs['is_first'].shape
-        bad = {k: v.shape for k, v in replay.items() if v.shape[:2] != (B, T)}
-        assert not bad, ((B, T), bad)
+        # Everything written back to the replay is per step of the trained (B, T) part.
+        chex.assert_tree_shape_prefix(replay, obs['is_first'].shape)
         carry = (*carry, {k: data[k][:, -1] for k in self.act_space})
         return carry, {'replay': replay}, metrics
 

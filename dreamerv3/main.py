@@ -4,6 +4,7 @@ import contextlib
 import functools
 import sys
 
+import colored_traceback
 import elements
 
 from . import config as configlib
@@ -29,6 +30,8 @@ BANNER = r"""
 def main(argv=None):
     """Entry point of `python -m dreamerv3.main` and the `dreamerv3` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    # Crashes print a coloured traceback when stderr is a terminal (plain text otherwise).
+    colored_traceback.add_hook()
     try:
         config, help_text = configlib.parse(argv)
     except configlib.ConfigError as e:
