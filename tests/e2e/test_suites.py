@@ -6,6 +6,9 @@ import sys
 
 import pytest
 
+# Each test trains the debug agent from the command line for a few hundred steps.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize(
     'task, flags',

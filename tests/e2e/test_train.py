@@ -7,6 +7,9 @@ import sys
 
 import pytest
 
+# Each test trains the debug agent from the command line for a few hundred steps.
+pytestmark = pytest.mark.slow
+
 LOSSES = (
     'dyn',
     'rep',
