@@ -11,7 +11,7 @@ from dreamerv3 import config as configlib
 # The reference's config figures, kept in the repository so the parity tests always run.
 REFERENCE = pathlib.Path(__file__).resolve().parent / 'data' / 'config_reference.json'
 ADDED_KEYS = {
-    # Keys that spec section 14 says to expose, with values that keep reference behaviour.
+    # Keys the reference read but could not set, with values that keep reference behaviour.
     'run.from_checkpoint_regex': '',
     'jax.process_id': -1,
     'jax.num_processes': 1,

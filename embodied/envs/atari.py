@@ -1,4 +1,4 @@
-"""Atari 2600 games through the Arcade Learning Environment (ale-py), spec 12.3.
+"""Atari 2600 games through the Arcade Learning Environment (ale-py).
 
 Talks to `ale_py.ALEInterface` directly (no gymnasium), so frame skipping, sticky actions, max
 pooling, resizing and life handling are all done here. Works with ale-py 0.9 (`act(action)`)

@@ -1,4 +1,4 @@
-"""Behaviour Suite experiments (spec 12.9), suite `bsuite` (`bsuite_<experiment>/<index>`).
+"""Behaviour Suite experiments, suite `bsuite` (`bsuite_<experiment>/<index>`).
 
 Adapted by FromDM. Two-dimensional observations (bsuite's (1, n) rows and images) are
 flattened to vectors. After the experiment's episode count, the run continues `exit_after`

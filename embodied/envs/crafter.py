@@ -1,4 +1,4 @@
-"""Crafter (spec 12.4), wrapping `crafter.Env` directly (its gym registration is broken).
+"""Crafter, wrapping `crafter.Env` directly (its gym registration is broken).
 
 With `logs=True` every step carries `log/achievement_<name>` unlock counts; with a `logdir`,
 each finished episode appends a line to `<logdir>/stats.jsonl`.

@@ -1,10 +1,10 @@
-"""DeepMind Control Suite tasks (spec 12.5), suite `dmc` (`dmc_<domain>_<task>`).
+"""DeepMind Control Suite tasks, suite `dmc` (`dmc_<domain>_<task>`).
 
 MuJoCo renders through `MUJOCO_GL`, which defaults to `egl` here (headless; llvmpipe on CPU).
 Rendering happens only when a frame is used: with `image=True` it is the `image` observation;
-with `image=False` the reference still rendered every step into `log/image` (spec 14, item 37),
-which this adapter does only when `log_image=True`. Either way the agent's observations are
-the same.
+with `image=False` the reference still rendered every step into `log/image` (time spent on a
+frame the agent never sees), which this adapter does only when `log_image=True`. Either way the
+agent's observations are the same.
 """
 
 import os

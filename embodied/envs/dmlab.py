@@ -1,8 +1,8 @@
-"""DeepMind Lab levels from DMLab-30 (spec 12.6), suite `dmlab` (`dmlab_<level>`).
+"""DeepMind Lab levels from DMLab-30, suite `dmlab` (`dmlab_<level>`).
 
 Needs the `deepmind_lab` Python module, which is built from source (see
 `registry.SYSTEM_REQUIREMENTS`). The shortcut `goals` expands to `explore_goal_locations_small`
-(the reference expanded it to a non-existent level, spec 14 item 39). Language levels add an
+(the reference expanded it to `dmlab_dmlab_...`, which is no level). Language levels add an
 `instr` observation: the instruction hashed into 32 token embeddings of size 32.
 """
 

@@ -1,4 +1,4 @@
-"""Adapter from the `dm_env.Environment` API to `embodied.Env` (spec 12.10), suite `dm`.
+"""Adapter from the `dm_env.Environment` API to `embodied.Env`, suite `dm`.
 
 As the `dm` suite (`dm_<module>:<factory>`), the task names a callable returning a dm_env
 environment, for example `dm_mypackage.envs:make_env`.

@@ -1,11 +1,12 @@
-"""Locomotion navigation in mazes (spec 12.11), suite `loconav`
+"""Locomotion navigation in mazes, suite `loconav`
 (`loconav_<walker>_<arena>[_<freq>hz]`, e.g. `loconav_ant_maze_m`).
 
 A dm_control composer task: the walker must reach a target sphere in a fixed maze. The agent
 sees the task's observations (proprioception and the walker's 64x64 egocentric camera, which
 dm_control's maze task enables) but not DMC's tracking camera (DMC with `image=False`);
 `log/coverage` counts the distinct rounded (x, y) cells visited this episode. The tracking
-camera frame is rendered into `log/image` only with `log_image=True` (spec 14, item 37).
+camera frame is rendered into `log/image` only with `log_image=True` (the
+reference rendered it on every step).
 """
 
 import elements

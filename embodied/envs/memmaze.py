@@ -1,4 +1,4 @@
-"""Memory Maze (spec 12.10), suite `memmaze` (`memmaze_<9x9|11x11|13x13|15x15>`).
+"""Memory Maze, suite `memmaze` (`memmaze_<9x9|11x11|13x13|15x15>`).
 
 FromGym on the old-gym id `MemoryMaze-<task>-v0`, registered by importing `memory_maze`
 (which requires `gym`, not gymnasium). Observations: `image` uint8 (64, 64, 3); action:

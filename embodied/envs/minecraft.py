@@ -1,11 +1,11 @@
-"""Minecraft through MineRL 0.4.4 (spec 12.7), suite `minecraft` (`minecraft_<wood|climb|diamond>`).
+"""Minecraft through MineRL 0.4.4, suite `minecraft` (`minecraft_<wood|climb|diamond>`).
 
 A custom MineRL environment spec (POV image, flat inventory, equipped item, location, life
 stats) drives a discrete set of action macros with sticky attack/jump and a camera pitch limit.
 Each task wraps the base environment in TimeLimit(`length`) and computes its own reward. The
-player position is emitted as `log/player_pos`, which the climb reward reads (spec 14, item 36).
-MineRL cannot be pip-installed without JDK 8 and network access (see
-`registry.SYSTEM_REQUIREMENTS`).
+player position is emitted as `log/player_pos`, which the climb reward reads (the reference read
+it but no longer produced it). MineRL cannot be pip-installed without JDK 8 and network access
+(see `registry.SYSTEM_REQUIREMENTS`).
 """
 
 import threading

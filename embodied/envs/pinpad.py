@@ -1,4 +1,4 @@
-"""PinPad: walk over coloured pads in ascending order on a small grid (spec 12.12).
+"""PinPad: walk over coloured pads in ascending order on a small grid.
 
 The target sequence is every pad of the layout in ascending order. Reaching it gives +10 and
 starts a 10-step countdown, after which the player respawns and the visited sequence clears.

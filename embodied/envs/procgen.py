@@ -1,4 +1,4 @@
-"""Procgen games (spec 12.8), suite `procgen` (`procgen_<game>`), via the old gym API.
+"""Procgen games, suite `procgen` (`procgen_<game>`), via the old gym API.
 
 At size (64, 64) the observation is procgen's own 64x64 frame; at any other size the env is
 made with `render_mode='rgb_array'` and the image is replaced on every step by the 512x512

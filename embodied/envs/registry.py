@@ -106,7 +106,7 @@ SUITE_HINTS = {
 
 # Suites for which this reimplementation has no adapter, with the reason.
 UNSUPPORTED = {
-    'langroom': 'the reference lists it but ships no module for it (spec section 14, item 34)',
+    'langroom': 'the reference lists it but ships no module for it',
 }
 
 # Suites that accept only these task names; the others build whatever their task names.

@@ -9,7 +9,7 @@ OUTPUTS = ('jsonl', 'scope', 'tensorboard', 'wandb', 'expa')
 
 
 def make_outputs(logdir, outputs, pattern, fps=15, name='Agent'):
-    """Terminal output plus one output per name in `outputs` (spec 13.1)."""
+    """Terminal output plus one output per name in `outputs`."""
     result = [elements.logger.TerminalOutput(pattern, name)]
     for output in outputs:
         if output == 'jsonl':

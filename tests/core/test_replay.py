@@ -162,7 +162,7 @@ def test_uniform_covers_every_item():
 
 
 def test_selector_passed_directly_is_used():
-    replay = Replay(3, selector=selectors.Fifo())  # empty, hence falsy (spec 14.43)
+    replay = Replay(3, selector=selectors.Fifo())  # empty, hence falsy: must still be used
     fill(replay, 10)
     assert replay.selector.__class__ is selectors.Fifo
     assert replay.sample(4)['x'][:, 0].tolist() == [0, 0, 0, 0]

@@ -41,7 +41,7 @@ def test_uniform_down_to_one_item_and_back():
     sel = selectors.Uniform(seed=0)
     sel['a'] = steps(0)
     assert len(sel) == 1 and sel() == 'a'
-    del sel['a']  # the reference refused to delete the last item (spec 14.19)
+    del sel['a']  # the reference refused to delete the last item
     assert len(sel) == 0
     sel['b'] = steps(1)
     sel['c'] = steps(2)
@@ -207,7 +207,7 @@ def test_recency_follows_uprobs():
     sel = selectors.Recency(uprobs, seed=0)
     for key in range(4):
         sel[key] = steps(key)
-    n = 8000  # first sample works (the reference raised, spec 14.18)
+    n = 8000  # first sample works (the reference raised here)
     observed = counts(sel, n)
     # Age 0 is the newest item, key 3.
     assert chisquare(observed, uprobs[::-1], n) < CHI2_999[3]

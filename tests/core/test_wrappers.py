@@ -375,7 +375,8 @@ def test_wrap_env_clips_normalizes_and_checks():
     env.step(dummy_action())
     cont = np.array([2.0, -3.0, 0.5, 0.0, 1.0, -1.0], np.float32)
     env.step({**dummy_action(), 'act_disc': np.int32(4), 'act_cont': cont})
-    # Unbounded dims are clipped to [-1, 1] and then passed through unscaled (spec §14.38).
+    # Unbounded dims are clipped to [-1, 1] and then passed through unscaled, as in
+    # the reference (the exposed space says [-1, 1]).
     np.testing.assert_array_equal(raw.last['act_cont'], np.clip(cont, -1, 1))
     assert raw.last['act_disc'] == 4
     with pytest.raises(ValueError, match="Action key 'act_disc'"):

@@ -18,7 +18,7 @@ S = elements.Space
 
 
 def dummy_spaces():
-    """Observation and action spaces of the dummy_disc task after wrapping (spec 12.2)."""
+    """Observation and action spaces of the dummy_disc task after wrapping."""
     obs_space = {
         'image': S(np.uint8, (64, 64, 3)),
         'vector': S(np.float32, (7,)),

@@ -163,8 +163,8 @@ def test_encoder_checks_final_map_size(config, size, mults, ok):
 
 
 def test_decoder_without_spatial_blocks_uses_layer_kwargs(config):
-    # bspace = 0 with only an image key (spec §14.11): builds, and the projection layer is not
-    # scaled by the output scale, while the output layer is.
+    # bspace = 0 with only an image key (the reference failed here): builds, and the projection
+    # layer is not scaled by the output scale, while the output layer is.
     cfg = config.dyn.rssm
     kw = {**config.dec.simple, 'mults': (2, 4), 'bspace': 0, 'outscale': 0.0}
     space = {'image': S(np.uint8, (16, 16, 3))}

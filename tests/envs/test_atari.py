@@ -1,4 +1,4 @@
-"""Atari through ale-py (spec 12.3 with the fix of spec 14, item 33)."""
+"""Atari through ale-py; `is_terminal` is the game-over flag, not `is_last` as in the reference."""
 
 import threading
 

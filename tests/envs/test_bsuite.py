@@ -1,4 +1,4 @@
-"""BSuite (spec 12.9, constructible again per spec 14, item 35)."""
+"""BSuite (which the reference could not construct)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Crafter (spec 12.4). Crafter is not bit-deterministic across runs, so no seed test."""
+"""Crafter. Crafter is not bit-deterministic across runs, so no seed test."""
 
 import json
 

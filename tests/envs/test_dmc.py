@@ -1,4 +1,4 @@
-"""DeepMind Control Suite (spec 12.5) and LocoNav (spec 12.11) on MuJoCo."""
+"""DeepMind Control Suite and LocoNav on MuJoCo."""
 
 import numpy as np
 import pytest

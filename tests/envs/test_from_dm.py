@@ -1,4 +1,4 @@
-"""FromDM and the `dm` suite on a small hand-written dm_env environment (spec 12.10)."""
+"""FromDM and the `dm` suite on a small hand-written dm_env environment."""
 
 import sys
 import types

@@ -1,4 +1,4 @@
-"""FromGym on gymnasium (and old-gym-API) environments (spec 12.10)."""
+"""FromGym on gymnasium (and old-gym-API) environments."""
 
 import gymnasium as gym
 import numpy as np
@@ -15,7 +15,7 @@ def act(reset=False, **values):
 
 def test_cartpole_spaces_and_default_obs_key():
     env = registry.load('gym')('CartPole-v1')
-    assert env.obs_space['image'].shape == (4,)  # kept under `image` (spec 14, item 40)
+    assert env.obs_space['image'].shape == (4,)  # kept under `image`, as in the reference
     assert env.obs_space['image'].dtype == np.float32
     assert env.act_space['action'].dtype == np.int32 and env.act_space['action'].classes == 2
     vector = FromGym('CartPole-v1', obs_key='vector')

@@ -1,4 +1,4 @@
-"""PinPad (spec 12.12): layouts, movement, sequence reward, countdown and rendering."""
+"""PinPad: layouts, movement, sequence reward, countdown and rendering."""
 
 import numpy as np
 import pytest

@@ -40,7 +40,7 @@ def test_load_returns_constructors():
     assert registry.load('pinpad') is pinpad.PinPad
     assert registry.load('atari') is atari.Atari
     assert registry.load('atari100k') is atari.Atari
-    # The reference pointed `dm` at a module that does not exist (spec 14, item 34).
+    # The reference pointed `dm` at a module that does not exist.
     assert registry.load('dm') is from_dm.FromDM
 
 

@@ -1,7 +1,8 @@
 """Adapters whose packages cannot be installed here (DMLab, MineRL, Procgen, Memory Maze).
 
 Each adapter runs against a small stand-in for its package, injected into sys.modules, so its
-own logic (spaces, action mapping, episode flags, rewards, fixes of spec 14) is still tested.
+own logic (spaces, action mapping, episode flags, rewards, fixes of reference defects) is still
+tested.
 """
 
 import sys

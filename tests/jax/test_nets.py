@@ -137,7 +137,7 @@ def test_blocklinear_is_block_diagonal_and_group_major():
 def test_blocklinear_fan_in_is_total_input_width():
     x = jnp.ones((1, 64))
     _, state, _ = build(lambda: nets.BlockLinear(4096, 8, name='blk'), x)
-    # fan_in = (64 / 8) * 8 = 64 (spec 14.12), not the per-block 8.
+    # fan_in = (64 / 8) * 8 = 64, the total input width as in the reference, not the per-block 8.
     assert abs(float(state['blk/kernel'].std()) - 1 / 8) < 0.003
 
 

@@ -1,4 +1,4 @@
-"""Optimiser chain and module, checked against a NumPy reimplementation of spec 6.1-6.3."""
+"""Optimiser chain and module, checked against a NumPy reimplementation of the update rule."""
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +31,7 @@ def test_schedules():
     np.testing.assert_allclose(float(sched(5)), 0.5, rtol=1e-6)
     np.testing.assert_allclose(float(sched(10)), 1.0, rtol=1e-6)
     np.testing.assert_allclose(float(sched(60)), 0.55, rtol=1e-5)  # halfway down the cosine
-    np.testing.assert_allclose(float(sched(110)), 0.1, rtol=1e-5)  # floor 0.1 * lr (spec 14.13)
+    np.testing.assert_allclose(float(sched(110)), 0.1, rtol=1e-5)  # floor 0.1 * lr, not 0.1 * lr**2
     np.testing.assert_allclose(float(sched(500)), 0.1, rtol=1e-5)
     sched = opt.make_schedule(2.0, 'linear', warmup=0, anneal=100)
     np.testing.assert_allclose(
@@ -54,7 +54,7 @@ class Net(nj.Module):
 
 
 def numpy_chain(grads, params, state, k, lr, warmup, agc=0.3, eps=1e-20, b1=0.9, b2=0.999, wd=0.01):
-    """One update of spec 6.1 in NumPy (k counts from 1)."""
+    """One optimiser update in NumPy (k counts from 1)."""
     nu, mu = state
     new = {}
     for key, g in grads.items():

@@ -185,7 +185,7 @@ def test_head_layer_names_and_output_types():
     state, out = run_head(elements.Space(np.int32, (), 0, 6), 'categorical', x, unimix=0.5)
     assert state['head/logits/kernel'].shape == (4, 6)
     assert (out.minent, out.maxent) == (0.0, pytest.approx(np.log(6)))
-    # The categorical head ignores unimix, like the published agent (spec 14.9).
+    # The categorical head ignores unimix, like the published agent.
     np.testing.assert_allclose(
         out.logits, state['head/logits/bias'] + x @ state['head/logits/kernel'], rtol=1e-6
     )

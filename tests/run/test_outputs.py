@@ -1,4 +1,4 @@
-"""Logger outputs chosen by `logger.outputs` (spec 13.1)."""
+"""Logger outputs chosen by `logger.outputs`."""
 
 import json
 

@@ -44,7 +44,7 @@ def test_eval_episodes_reports_and_step_counting(tmp_path, fake_agent, always_cl
     # one eval episode (101 transitions) with mode='eval'.
     assert agent.modes['eval'] >= 6 * 101
     assert agent.modes['train'] >= 60
-    # consec_report * report_batches = 6 report calls per report and replay (spec §14.31); the
+    # consec_report * report_batches = 6 report calls per report and replay, as in train; the
     # train replay is still empty at the first reports, the eval replay never is.
     assert agent.reports['eval'] == 6 * 6
     assert agent.reports['report'] > 0 and agent.reports['report'] % 6 == 0
@@ -55,8 +55,8 @@ def test_eval_episodes_reports_and_step_counting(tmp_path, fake_agent, always_cl
     names = keys(tmp_path)
     assert {'eval_episode/score', 'eval_episode/length', 'eval_epstats/reward_rate'} <= names
     assert {'report/value', 'eval/value', 'train/loss'} <= names
-    # Eval episodes are logged apart from train episodes (spec §14.26); a dummy episode has
-    # 100 env steps, i.e. 101 transitions (§14.27).
+    # Eval episodes are logged apart from train episodes; a dummy episode has 100 env steps,
+    # i.e. 101 transitions, and its length counts env steps.
     lengths = [r['eval_episode/length'] for r in metrics(tmp_path) if 'eval_episode/length' in r]
     assert set(lengths) == {100}
     # Replay chunks are written by background threads of the replay.
