@@ -202,8 +202,8 @@ def test_the_readme_example_runs(logdir):
     readme = (ROOT / 'README.md').read_text()
     section = readme.split('## Use a trained policy\n', 1)[1].split('\n## ', 1)[0]
     short, loop = re.findall(r'```python\n(.*?)```', section, re.S)
-    lines = short.strip().splitlines()
-    assert len(lines) == 3
+    lines = [line for line in short.splitlines() if line.strip()]
+    assert len(lines) == 3  # import, load, act
     # The three lines around the episode loop, on this run's logdir.
     code = '\n'.join([*lines[:2], loop, lines[2]]).replace("'~/logdir/pong'", repr(str(logdir)))
     scope = {}
