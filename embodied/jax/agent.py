@@ -28,6 +28,7 @@ import embodied
 from embodied.core import streams
 from embodied.core.base import SetupError
 
+from . import opt
 from . import transform as tf
 from .setup import setup
 
@@ -261,6 +262,7 @@ class Agent(embodied.Agent):
     def load(self, data, regex=None):
         """Restore counters and parameters (only keys matching `regex` when given)."""
         params = {k: np.asarray(v) for k, v in jax.device_get(dict(data['params'])).items()}
+        params = opt.upgrade_state_keys(params, self._params)
         if regex:
             params = {k: v for k, v in params.items() if re.match(regex, k)}
             if not params:

@@ -9,7 +9,7 @@ scaling and the moment helpers are optax's; the clipping is written here because
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -185,6 +185,28 @@ def trainable_params(modules: Sequence[nj.Module], context: dict | None = None) 
             'before the optimizer can train them.'
         )
     return params
+
+
+# Checkpoints of earlier versions stored each transform state of the chain as a plain tuple
+# (count, moment), so its entries were named `.../state/<i>/0` and `.../state/<i>/1/<param>`;
+# optax's named states give `.../state/<i>/count` and `.../state/<i>/nu|mu/<param>`.
+_TUPLE_STATE = re.compile(r'^(?P<head>.*/state(?:/.*)?/\d+)/(?P<field>[01])(?P<rest>/.*)?$')
+
+
+def upgrade_state_keys(params: dict, expected: Iterable[str]) -> dict:
+    """Rename optimizer-state entries of older checkpoints to the names `expected` holds."""
+    expected = set(expected)
+    upgraded = {}
+    for key, value in params.items():
+        match = None if key in expected else _TUPLE_STATE.match(key)
+        if match:
+            head, rest = match['head'], match['rest'] or ''
+            fields = ('count',) if match['field'] == '0' and not rest else ('nu', 'mu')
+            names = [f'{head}/{field}{rest}' for field in fields]
+            found = [name for name in names if name in expected]
+            key = found[0] if len(found) == 1 else key
+        upgraded[key] = value
+    return upgraded
 
 
 class Optimizer(nj.Module):
