@@ -92,6 +92,7 @@ class Loop:
         Returns whether a signal stopped the loop early.
         """
         self.progress = progress.Progress(self.total, int(self.step), self.unit)
+        self.progress.update(int(self.step), *self.status())  # the baseline of the rates
         try:
             with self.stop:
                 while self.step < self.total and not self.agree(self.stop.requested):

@@ -38,6 +38,7 @@ class Progress:
         now = time.monotonic()
         self.mark = (now, int(start), None)  # time, step, updates at the last rate window
         self.rates = (None, None)  # steps/s, updates/s
+        self.windowed = False  # whether a full rate window has passed
         self.step, self.updates, self.score = int(start), None, None
         self.bar = None
         self.stdout = None
@@ -66,13 +67,18 @@ class Progress:
         self.step, self.updates, self.score = int(step), updates, score
         now = time.monotonic()
         then, before, updates_before = self.mark
-        if now - then >= 1.0:
-            steps_per_s = (self.step - before) / (now - then)
+        elapsed = now - then
+        # Rates over windows of at least a second; until the first window closes, over the
+        # time so far, so that a run shorter than a second shows them too.
+        if elapsed > 0 and (elapsed >= 1.0 or not self.windowed):
+            steps_per_s = (self.step - before) / elapsed
             updates_per_s = None
             if updates is not None and updates_before is not None:
-                updates_per_s = (updates - updates_before) / (now - then)
+                updates_per_s = (updates - updates_before) / elapsed
             self.rates = (steps_per_s, updates_per_s)
+        if elapsed >= 1.0:
             self.mark = (now, self.step, updates)
+            self.windowed = True
         elif updates_before is None and updates is not None:
             self.mark = (then, before, updates)
         if self.bar is not None:
