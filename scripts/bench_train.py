@@ -5,6 +5,9 @@ configured shape and times `agent.train` after a warm-up, printing JSON:
 
     python scripts/bench_train.py --configs debug --jax.platform cpu
     python scripts/bench_train.py --configs atari size12m --jax.platform cuda --updates 50
+
+With `--policy-envs N` it also reports the median milliseconds of one `agent.policy` call for
+N environments after compilation (`policy_ms`).
 """
 
 import argparse
@@ -32,16 +35,57 @@ def random_batch(agent, config, rng):
         elif space.dtype == bool:
             batch[key] = rng.uniform(0, 1, shape) < 0.05
         else:
-            low = np.maximum(space.low, 0)
-            high = np.minimum(space.high, 255 if space.dtype == np.uint8 else 2**16)
+            # Below 2**14 a uint16 entry also holds finite bfloat16 bits (stored latents).
+            low = np.maximum(np.asarray(space.low, np.int64), 0)
+            high = np.minimum(np.asarray(space.high, np.int64), 2**14)
             batch[key] = rng.integers(low, high, shape).astype(space.dtype)
     return batch
+
+
+def random_obs(agent, envs, rng):
+    """Random observations of the agent's observation space for `envs` environments."""
+    spaces = {k: agent.obs_space[k] for k in agent.obs_space}
+    obs = {k: v[:, 0] for k, v in random_batch_of(spaces, envs, 1, rng).items()}
+    obs['is_first'][:] = False
+    return obs
+
+
+def random_batch_of(spaces, batch, length, rng):
+    """Random (batch, length, ...) arrays of the given spaces."""
+    out = {}
+    for key, space in spaces.items():
+        shape = (batch, length, *space.shape)
+        if np.issubdtype(space.dtype, np.floating):
+            out[key] = rng.uniform(-1, 1, shape).astype(space.dtype)
+        elif space.dtype == bool:
+            out[key] = np.zeros(shape, bool)
+        else:
+            low = np.maximum(np.asarray(space.low, np.int64), 0)
+            high = np.minimum(np.asarray(space.high, np.int64), 256)
+            out[key] = rng.integers(low, high, shape).astype(space.dtype)
+    return out
+
+
+def time_policy(agent, envs, calls, rng):
+    """Median seconds of one policy call for `envs` environments, after three warm-up calls."""
+    carry = agent.init_policy(envs)
+    obs = random_obs(agent, envs, rng)
+    for _ in range(3):
+        carry, _, _ = agent.policy(carry, obs)
+    durations = []
+    for _ in range(calls):
+        start = time.time()
+        carry, _, _ = agent.policy(carry, obs)
+        durations.append(time.time() - start)
+    return float(np.median(durations))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--updates', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--policy-envs', type=int, default=0)
+    parser.add_argument('--policy-calls', type=int, default=50)
     args, rest = parser.parse_known_args()
     config, _ = configlib.parse(['--logdir', '/tmp/bench_train', *rest])
     start = time.time()
@@ -63,6 +107,10 @@ def main():
         carry, outs, metrics = agent.train(carry, batches[i % 2])
         jax.block_until_ready((carry, outs, metrics))
         durations.append(time.time() - start)
+    extra = {}
+    if args.policy_envs:
+        seconds = time_policy(agent, args.policy_envs, args.policy_calls, rng)
+        extra = dict(policy_envs=args.policy_envs, policy_ms=round(1000 * seconds, 2))
     print(
         json.dumps(
             dict(
@@ -77,6 +125,7 @@ def main():
                 replayed_steps_per_s=round(
                     config.batch_size * config.batch_length / float(np.median(durations)), 1
                 ),
+                **extra,
             )
         )
     )

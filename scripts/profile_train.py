@@ -1,0 +1,275 @@
+"""Where the time of one DreamerV3 train step goes: each stage timed as its own jitted program.
+
+Builds the model for the given presets and flags (the observation and action spaces come from
+the task, as in `python -m dreamerv3.main`), then compiles and times, on one fixed random batch:
+
+- enc: the encoder, forward and backward;
+- dyn: the RSSM posterior over the sequence and its KL losses, forward and backward;
+- dec: the decoder and its reconstruction losses, forward and backward;
+- heads: the reward and continuation heads on the posterior features, forward and backward;
+- imagine: the imagined rollouts from every posterior state (forward only, as in training);
+- actor-critic: the policy and value losses on the imagined and replayed sequences;
+- loss+grad: the whole loss with its gradient, and train: the whole step with the optimizer
+  (optimizer = train - loss+grad).
+
+For each it prints compile seconds, XLA-counted FLOPs, median milliseconds and the share of
+the full step, as a markdown table and (with --json) a JSON file:
+
+    python scripts/profile_train.py --configs size1m --task dummy_disc --jax.platform cpu \
+        --jax.compute_dtype float32
+"""
+
+import argparse
+import json
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import ninjax as nj
+import numpy as np
+
+from dreamerv3 import agent as agentlib
+from dreamerv3 import config as configlib
+from dreamerv3 import main as mainlib
+
+sg = jax.lax.stop_gradient
+
+
+def random_batch(model, config, rng):
+    """Random values of the spaces the model trains on, shape (B, T + context, ...)."""
+    length = config.batch_length + config.replay_context
+    spaces = {**model.obs_space, **model.act_space, **model.ext_space}
+    batch = {}
+    for key, space in spaces.items():
+        shape = (config.batch_size, length, *space.shape)
+        if key == 'consec':
+            batch[key] = np.zeros(shape, np.int32)
+        elif np.issubdtype(space.dtype, np.floating):
+            batch[key] = rng.uniform(-1, 1, shape).astype(space.dtype)
+        elif space.dtype == bool:
+            batch[key] = rng.uniform(0, 1, shape) < 0.05
+        else:
+            # Below 2**14 a uint16 entry also holds finite bfloat16 bits (stored latents).
+            low = np.maximum(np.asarray(space.low, np.int64), 0)
+            high = np.minimum(np.asarray(space.high, np.int64), 2**14)
+            batch[key] = rng.integers(low, high, shape).astype(space.dtype)
+    return batch
+
+
+def total(tree):
+    """Sum of the means of all floating leaves, as a float32 scalar (a stand-in loss)."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return sum(x.astype(jnp.float32).mean() for x in leaves)
+
+
+class Stage:
+    """A function of the model run under ninjax, optionally differentiated w.r.t. modules."""
+
+    def __init__(self, name, fn, modules=()):
+        self.name = name
+        self.fn = fn
+        self.prefixes = tuple(f'{m.path}/' for m in modules)
+
+    def program(self, state, *args):
+        """The jittable program: forward (and backward when modules are given)."""
+        if not self.prefixes:
+            return nj.pure(self.fn)(state, *args, seed=0)[1]
+        params = {k: v for k, v in state.items() if k.startswith(self.prefixes)}
+        rest = {k: v for k, v in state.items() if k not in params}
+
+        def loss(params):
+            out = nj.pure(self.fn)({**rest, **params}, *args, seed=0)[1]
+            return total(out), out
+
+        return jax.grad(loss, has_aux=True)(params)
+
+
+def measure(program, args, repeats):
+    """Compile seconds, XLA FLOPs and median seconds of a jitted program on fixed inputs."""
+    start = time.time()
+    compiled = jax.jit(program).lower(*args).compile()
+    compile_s = time.time() - start
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float((cost or {}).get('flops', float('nan')))
+    if not repeats:  # FLOPs only.
+        return compile_s, flops, float('nan')
+    jax.block_until_ready(compiled(*args))
+    durations = []
+    for _ in range(repeats):
+        start = time.time()
+        jax.block_until_ready(compiled(*args))
+        durations.append(time.time() - start)
+    return compile_s, flops, float(np.median(durations))
+
+
+def build_stages(model, state, data):
+    """The stages of the train step with the inputs each one receives."""
+    cfg = model.config
+    carry = model.init_train(cfg.batch_size)
+    run = lambda fn, *args: jax.jit(nj.pure(fn))(state, *args, seed=0)[1]
+    carry, obs, prevact, _ = run(model._apply_replay_context, carry, data)
+    enc_carry, dyn_carry, dec_carry = carry
+    reset = obs['is_first']
+    B, T = reset.shape
+
+    def enc(obs):
+        return model.enc(enc_carry, obs, reset)[2]
+
+    tokens = run(enc, obs)
+
+    def dyn(tokens):
+        _, entries, losses, feat, _ = model.dyn.loss(dyn_carry, tokens, prevact, reset)
+        return losses, feat, entries
+
+    _, repfeat, entries = run(dyn, tokens)
+
+    def dec(repfeat):
+        recons = model.dec(dec_carry, repfeat, reset)[2]
+        return {k: r.loss(sg(obs[k].astype(jnp.float32) / 255)) for k, r in recons.items()}
+
+    def heads(repfeat):
+        inp = model.feat2tensor(repfeat)
+        con = 1 - obs['is_terminal'].astype(jnp.float32)
+        return model.rew(inp, 2).loss(obs['reward']), model.con(inp, 2).loss(con)
+
+    K = min(cfg.imag_last or T, T)
+    H = cfg.imag_length
+    policyfn = lambda feat: agentlib.sample(model.pol(model.feat2tensor(feat), 1))
+
+    def imagine(entries):
+        starts = model.dyn.starts(entries, K)
+        _, imgfeat, imgprevact = model.dyn.imagine(starts, policyfn, H)
+        return imgfeat, imgprevact
+
+    imgfeat, imgprevact = run(imagine, entries)
+
+    def actorcritic(repfeat, imgfeat, imgprevact):
+        first = jax.tree.map(lambda x: x[:, -K:].reshape((B * K, 1, *x.shape[2:])), repfeat)
+        imgfeat = agentlib.concat([sg(first), sg(imgfeat)], 1)
+        lastact = policyfn(jax.tree.map(lambda x: x[:, -1], imgfeat))
+        imgact = agentlib.concat([imgprevact, jax.tree.map(lambda x: x[:, None], lastact)], 1)
+        inp = model.feat2tensor(imgfeat)
+        los, outs, _ = agentlib.imag_loss(
+            imgact,
+            model.rew(inp, 2).pred(),
+            model._contprob(model.con(inp, 2)),
+            model.pol(inp, 2),
+            model.val(inp, 2),
+            model.slowval(inp, 2),
+            model.retnorm,
+            model.valnorm,
+            model.advnorm,
+            update=True,
+            contdisc=cfg.contdisc,
+            horizon=cfg.horizon,
+            **cfg.imag_loss,
+        )
+        if cfg.repval_loss:
+            boot = outs['ret'][:, 0].reshape((B, K))
+            last, term, rew = [obs[k][:, -K:] for k in ('is_last', 'is_terminal', 'reward')]
+            inp = model.feat2tensor(jax.tree.map(lambda x: sg(x[:, -K:]), repfeat))
+            los.update(
+                agentlib.repl_loss(
+                    last,
+                    term,
+                    rew,
+                    boot,
+                    model.val(inp, 2),
+                    model.slowval(inp, 2),
+                    model.valnorm,
+                    update=True,
+                    horizon=cfg.horizon,
+                    **cfg.repl_loss,
+                )[0]
+            )
+        return los
+
+    def lossgrad(carry, obs, prevact):
+        return model.loss(carry, obs, prevact, training=True)[0]
+
+    def train(carry, data):
+        return model.train(carry, data)
+
+    trainable = model.modules
+    return [
+        (Stage('enc', enc, [model.enc]), (obs,)),
+        (Stage('dyn', dyn, [model.dyn]), (tokens,)),
+        (Stage('dec', dec, [model.dec]), (repfeat,)),
+        (Stage('heads', heads, [model.rew, model.con]), (repfeat,)),
+        (Stage('imagine', imagine), (entries,)),
+        (
+            Stage('actor-critic', actorcritic, [model.pol, model.val]),
+            (repfeat, imgfeat, imgprevact),
+        ),
+        (
+            Stage('loss+grad', lossgrad, trainable),
+            ((enc_carry, dyn_carry, dec_carry), obs, prevact),
+        ),
+        (Stage('train', train), (model.init_train(cfg.batch_size), data)),
+    ]
+
+
+def table(rows, full):
+    """Markdown table of the measured stages."""
+    lines = [
+        '| stage | compile (s) | GFLOPs | ms | share of train step |',
+        '|---|---:|---:|---:|---:|',
+    ]
+    for row in rows:
+        share = f'{100 * row["seconds"] / full:.0f} %' if row['name'] != 'train' else '100 %'
+        lines.append(
+            f'| {row["name"]} | {row["compile_s"]:.1f} | {row["flops"] / 1e9:.2f} | '
+            f'{1000 * row["seconds"]:.0f} | {share} |'
+        )
+    return '\n'.join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--repeats', type=int, default=5, help='timed runs; 0: FLOPs only')
+    parser.add_argument('--json', type=pathlib.Path, default=None)
+    parser.add_argument('--stages', default='', help='comma-separated subset of stage names')
+    args, rest = parser.parse_known_args()
+    config, _ = configlib.parse(['--logdir', '/tmp/profile_train', *rest])
+    with jax.transfer_guard('allow'):
+        rows = profile(config, args)
+    print(f'profiled {len(rows)} stages of batch {config.batch_size}x{config.batch_length}')
+
+
+def profile(config, args):
+    """Measure the stages; prints and returns the table rows."""
+    agent = mainlib.make_agent(config)
+    model = agent.model
+    rng = np.random.default_rng(0)
+    data = random_batch(model, config, rng)
+    data = jax.tree.map(jnp.asarray, data)
+    state = dict(jax.device_get(agent.params))
+    wanted = set(filter(None, args.stages.split(',')))
+    rows = []
+    for stage, inputs in build_stages(model, state, data):
+        if wanted and stage.name not in wanted:
+            continue
+        compile_s, flops, seconds = measure(stage.program, (state, *inputs), args.repeats)
+        rows.append(dict(name=stage.name, compile_s=compile_s, flops=flops, seconds=seconds))
+        print(f'{stage.name}: {1000 * seconds:.1f} ms, {flops / 1e9:.2f} GFLOPs', flush=True)
+    full = next((r['seconds'] for r in rows if r['name'] == 'train'), None)
+    lossgrad = next((r for r in rows if r['name'] == 'loss+grad'), None)
+    if full and lossgrad:
+        rows.append(
+            dict(
+                name='optimizer (train - loss+grad)',
+                compile_s=0.0,
+                flops=next(r['flops'] for r in rows if r['name'] == 'train') - lossgrad['flops'],
+                seconds=full - lossgrad['seconds'],
+            )
+        )
+    print(table(rows, full or max(r['seconds'] for r in rows)))
+    if args.json:
+        args.json.write_text(json.dumps(dict(stages=rows), indent=1) + '\n')
+    return rows
+
+
+if __name__ == '__main__':
+    main()
