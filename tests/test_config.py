@@ -24,6 +24,7 @@ ADDED_KEYS = {
     'jax.use_shardmap': False,
     'jax.ckpt_chunksize': -1,
     'jax.precompile': True,
+    'jax.compile_times': '~/.cache/dreamerv3/compile_times.json',
     'env.atari.length': 108000,
     'env.dmc.log_image': False,
     'env.loconav.log_image': False,

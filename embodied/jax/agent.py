@@ -28,7 +28,7 @@ import embodied
 from embodied.core import streams
 from embodied.core.base import SetupError
 
-from . import opt
+from . import compile_times, opt
 from . import transform as tf
 from .setup import setup
 
@@ -49,6 +49,7 @@ class Options:
     enable_policy: bool = True
     ckpt_chunksize: int = -1
     precompile: bool = True
+    compile_times: str = ''
 
 
 class Agent(embodied.Agent):
@@ -455,6 +456,7 @@ class Agent(embodied.Agent):
     def _precompile(self):
         config = self.config
         context = config.replay_context
+        times = compile_times.CompileTimes(self.jaxcfg.compile_times)
         for name, length, init in [
             ('train', config.batch_length, self.init_train),
             ('report', config.report_length, self.init_report),
@@ -463,7 +465,8 @@ class Agent(embodied.Agent):
             data = tf.device_put(self._zeros((batch, length + context)), self.train_sharded)
             seed = self._seed(0, self.train_mirrored)
             carry = init(batch)
-            elements.print(f'Compiling the {name} step...', color='yellow')
+            key = compile_times.signature(name, (self._params, carry, data))
+            elements.print(times.announce(key, f'{name} step'), color='yellow')
             start = time.monotonic()
             if name == 'train':
                 kept = {k: self._params[k] for k in self.policy_keys}
@@ -473,7 +476,9 @@ class Agent(embodied.Agent):
             else:
                 compiled = self._report.lower(self._params, seed, carry, data).compile()
                 self._report = compiled
-            print(f'Compiled the {name} step in {time.monotonic() - start:.1f} s.')
+            seconds = time.monotonic() - start
+            times.record(key, seconds)
+            print(f'Compiled the {name} step in {seconds:.1f} s.')
             print(f'{name.capitalize()} cost analysis:')
             for line in tf.cost_summary(compiled):
                 print(f'  {line}')
