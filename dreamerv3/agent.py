@@ -48,7 +48,7 @@ def lambda_return(
     disc: float,
     lam: float,
 ) -> Float[Array, 'n t-1']:
-    """λ-returns R_0..R_{T-2} of (N, T) sequences, bootstrapped from `boot` (spec 4.2).
+    """λ-returns R_0..R_{T-2} of (N, T) sequences, bootstrapped from `boot`.
 
     R_{T-1} = boot_{T-1};
     R_t = rew_{t+1} + disc (1 - term_{t+1}) [(1 - λ_{t+1}) boot_{t+1} + λ_{t+1} R_{t+1}],
@@ -89,7 +89,7 @@ def imag_loss(
     actent=3e-4,
     slowreg=1.0,
 ):
-    """Policy and value losses on imagined (N, H+1) trajectories (spec 4.2-4.5, 4.8, 4.10).
+    """Policy and value losses on imagined (N, H+1) trajectories.
 
     Returns ({policy, value} of shape (N, H), {ret}, metrics).
     """
@@ -156,7 +156,7 @@ def repl_loss(
     horizon: int = 333,
     lam: float = 0.95,
 ) -> tuple[dict[str, Float[Array, 'b k-1']], dict[str, Float[Array, 'b k-1']], dict]:
-    """Value loss on replayed (B, K) sequences bootstrapped from imagined returns (spec 4.6).
+    """Value loss on replayed (B, K) sequences bootstrapped from imagined returns.
 
     `slowtar` is accepted for config compatibility; only `boot` is bootstrapped from.
     Returns ({repval} of shape (B, K-1), {ret}, metrics).
@@ -176,7 +176,7 @@ def repl_loss(
 
 
 class Model:
-    """DreamerV3 model: ninjax root modules plus the policy/train/report contract (spec 3-4)."""
+    """DreamerV3 model: ninjax root modules plus the policy/train/report contract."""
 
     def __init__(self, obs_space, act_space, config):
         self.obs_space = obs_space
@@ -262,7 +262,7 @@ class Model:
         return jnp.concatenate([nets.cast(feat['deter']), nets.cast(stoch)], -1)
 
     def policy(self, carry, obs, mode='train'):
-        """One acting step (spec 3.12); `mode` is accepted and ignored (spec §14.14)."""
+        """One acting step; `mode` is ignored: evaluation samples like training, as published."""
         del mode
         chex.assert_rank(obs['is_first'], 1)
         chex.assert_tree_shape_prefix(obs, obs['is_first'].shape)
@@ -280,7 +280,7 @@ class Model:
         return (enc_carry, dyn_carry, dec_carry, act), act, outs
 
     def train(self, carry, data):
-        """One optimiser step on a (B, C+T) batch (spec 3.11)."""
+        """One optimiser step on a (B, C+T) batch; the first C steps only restore the latents."""
         # Shape and dtype checks on the batch from the replay; they run once, while tracing.
         chex.assert_rank(data['is_first'], 2)
         chex.assert_type([data['is_first'], data['consec']], [bool, np.int32])
@@ -300,7 +300,7 @@ class Model:
         return carry, {'replay': replay}, metrics
 
     def loss(self, carry, obs, prevact, training):
-        """Total loss and (carry, entries, aux, metrics) for sequences of length T (spec 4.9)."""
+        """Total loss and (carry, entries, aux, metrics) for sequences of length T."""
         enc_carry, dyn_carry, dec_carry = carry
         reset = obs['is_first']
         B, T = reset.shape
@@ -387,7 +387,7 @@ class Model:
         return loss, (carry, entries, aux, metrics)
 
     def report(self, carry, data):
-        """Loss metrics, optional gradient norms and open-loop videos (spec 3.13, §14.8)."""
+        """Loss metrics, optional gradient norms and open-loop videos."""
         if not self.config.report:
             return carry, {}
         carry, obs, prevact, _ = self._apply_replay_context(carry, data)
