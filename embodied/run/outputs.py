@@ -1,6 +1,8 @@
 """Logger outputs selected by name (`logger.outputs`)."""
 
+import collections
 import importlib.util
+import json
 
 import elements
 import numpy as np
@@ -13,8 +15,8 @@ def make_outputs(logdir, outputs, pattern, fps=15, name='Agent'):
     result = [elements.logger.TerminalOutput(pattern, name)]
     for output in outputs:
         if output == 'jsonl':
-            result.append(elements.logger.JSONLOutput(logdir, 'metrics.jsonl'))
-            result.append(elements.logger.JSONLOutput(logdir, 'scores.jsonl', 'episode/score'))
+            result.append(JSONLOutput(logdir, 'metrics.jsonl'))
+            result.append(JSONLOutput(logdir, 'scores.jsonl', 'episode/score'))
         elif output == 'scope':
             result.append(ScopeFilter(elements.logger.ScopeOutput(logdir)))
         elif output == 'tensorboard':
@@ -39,6 +41,32 @@ def make_outputs(logdir, outputs, pattern, fps=15, name='Agent'):
                 f'choose from {", ".join(OUTPUTS)}.'
             )
     return result
+
+
+class JSONLOutput(elements.logger.JSONLOutput):
+    """elements' JSONL output (one line of scalars per step), without a message per write.
+
+    elements prints 'Writing metrics: <file>' from its writer thread at every log write: two
+    lines per log next to the run's one progress line, and printed from another thread they can
+    land in the middle of it. The file is named once, when the output is made.
+    """
+
+    def __init__(self, logdir, filename: str, pattern: str = r'.*'):
+        super().__init__(logdir, filename, pattern)
+        print(f'Writing metrics to {self._filename}')
+
+    def _write(self, summaries):
+        bystep = collections.defaultdict(dict)
+        for step, name, value in summaries:
+            scalar = isinstance(value, np.ndarray) and value.ndim == 0
+            if scalar and self._pattern.search(name):
+                bystep[step][name] = float(value)
+        if bystep:
+            lines = [
+                json.dumps({'step': step, **scalars}) + '\n' for step, scalars in bystep.items()
+            ]
+            with self._filename.open('a') as f:
+                f.write(''.join(lines))
 
 
 def require(module, output, install):

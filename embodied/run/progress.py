@@ -115,7 +115,9 @@ class Progress:
     def log(self) -> None:
         """Print the progress line (only without a bar; the bar is always on screen)."""
         if self.bar is None:
-            print(self.line(), file=self.out, flush=True)
+            # One write: a newline printed on its own lets other threads' output in between.
+            self.out.write(self.line() + '\n')
+            self.out.flush()
 
     def close(self) -> None:
         """Remove the stdout redirection and leave the bar at its final state."""

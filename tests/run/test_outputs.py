@@ -38,8 +38,12 @@ def test_jsonl_writes_metrics_and_scores(tmp_path, capsys):
     ]
     lines = (tmp_path / 'scores.jsonl').read_text().splitlines()
     assert [json.loads(line) for line in lines] == [{'step': 10, 'episode/score': 1.5}]
-    # The terminal output is always there; its header names the agent step.
-    assert '[Agent Step 10]' in capsys.readouterr().out
+    # The terminal output is always there; its header names the agent step. Each file is
+    # named once, not at every write.
+    out = capsys.readouterr().out
+    assert '[Agent Step 10]' in out
+    assert out.count('metrics.jsonl') == 1 and out.count('scores.jsonl') == 1
+    assert 'Writing metrics:' not in out
 
 
 def test_scope_writes_what_it_can_store(tmp_path):
