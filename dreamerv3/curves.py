@@ -4,6 +4,7 @@ Both count x in environment frames: the logger multiplies agent steps by the sui
 repeat before it writes scores.jsonl, and the published files use frames, too.
 """
 
+import argparse
 import dataclasses
 import gzip
 import json
@@ -36,6 +37,20 @@ class Curve:
     ys: np.ndarray
     budget: float | None  # environment frames of the whole run, when known
     source: str
+
+
+def input_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A parser with the arguments naming the curves to read (the score and plot commands)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument('logdirs', nargs='*', help='run logdirs or folders holding logdirs')
+    parser.add_argument(
+        '--reference', nargs='+', default=[], metavar='FILE', help='published score files'
+    )
+    parser.add_argument(
+        '--method', help="label of the runs (default: each logdir's parent folder name)"
+    )
+    parser.add_argument('--key', default='episode/score', help='the score in scores.jsonl')
+    return parser
 
 
 def fail(message: str) -> None:
@@ -74,10 +89,13 @@ def frames_per_step(config: dict) -> int:
 
 def read_jsonl(path: pathlib.Path) -> list[dict]:
     """The records of a JSONL file; a torn last line of a running logger is left out."""
+    return parse_records(path.read_text().splitlines()) if path.exists() else []
+
+
+def parse_records(lines: list[str]) -> list[dict]:
+    """The JSON objects among `lines`; lines that are not one (a torn write) are left out."""
     records = []
-    if not path.exists():
-        return records
-    for line in path.read_text().splitlines():
+    for line in lines:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:

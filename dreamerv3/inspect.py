@@ -42,15 +42,7 @@ def tail_records(path: pathlib.Path, size: int = TAIL_BYTES) -> list[dict]:
         lines = f.read().decode(errors='replace').splitlines()
     if path.stat().st_size > size:
         lines = lines[1:]  # cut mid-line
-    records = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+    return curveslib.parse_records(lines)
 
 
 def flat_config(logdir: pathlib.Path) -> dict:

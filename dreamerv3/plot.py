@@ -147,20 +147,12 @@ def draw(rows: list[dict], path: pathlib.Path, kind: str, cols: int) -> None:
 
 def parse(argv=None) -> argparse.Namespace:
     """The command-line arguments."""
-    parser = argparse.ArgumentParser(
-        prog='python -m dreamerv3.plot',
+    parser = curveslib.input_parser(
+        'python -m dreamerv3.plot',
         description='Plot episode score against environment frames for runs and published '
         'curves; also writes the binned curves as CSV next to the image.',
     )
-    parser.add_argument('logdirs', nargs='*', help='run logdirs or folders holding logdirs')
     parser.add_argument('--out', default='plot.png', help='image to write (default plot.png)')
-    parser.add_argument(
-        '--reference', nargs='+', default=[], metavar='FILE', help='published score files'
-    )
-    parser.add_argument(
-        '--method', help="label of the runs (default: each logdir's parent folder name)"
-    )
-    parser.add_argument('--key', default='episode/score', help='the score in scores.jsonl')
     parser.add_argument('--bins', type=int, default=30, help='bins of the step grid per task')
     parser.add_argument('--spread', choices=SPREADS, default='std', help='band across seeds')
     parser.add_argument('--tasks', default='', help='regex: plot only the tasks it matches')

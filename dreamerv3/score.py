@@ -228,19 +228,11 @@ def table(summary: dict) -> str:
 
 def parse(argv=None) -> argparse.Namespace:
     """The command-line arguments."""
-    parser = argparse.ArgumentParser(
-        prog='python -m dreamerv3.score',
+    parser = curveslib.input_parser(
+        'python -m dreamerv3.score',
         description='Final scores per task and method by the paper protocol, with aggregates '
         '(x in environment frames). Give logdirs, published score files, or both.',
     )
-    parser.add_argument('logdirs', nargs='*', help='run logdirs or folders holding logdirs')
-    parser.add_argument(
-        '--reference', nargs='+', default=[], metavar='FILE', help='published score files'
-    )
-    parser.add_argument(
-        '--method', help="label of the runs (default: each logdir's parent folder name)"
-    )
-    parser.add_argument('--key', default='episode/score', help='the score in scores.jsonl')
     parser.add_argument(
         '--suite', help='benchmark of the published files when their name does not say it'
     )
