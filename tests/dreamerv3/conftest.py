@@ -2,6 +2,7 @@
 
 import contextlib
 import pathlib
+import sys
 
 import elements
 import jax
@@ -14,6 +15,8 @@ from dreamerv3 import factories
 from embodied.jax import nets
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# The model tests share the run-script tests' helpers (tests/run/runhelpers.py).
+sys.path.insert(0, str(ROOT / 'tests' / 'run'))
 S = elements.Space
 
 
@@ -74,6 +77,28 @@ def read_flag(name):
         return getattr(jax.config, name)
     except AttributeError:
         return jax.config.read(name)
+
+
+# The global JAX flags that building an agent (its setup()) changes.
+SETUP_FLAGS = (
+    'jax_disable_most_optimizations',
+    'jax_disable_jit',
+    'jax_transfer_guard',
+    'jax_debug_nans',
+    'jax_enable_compilation_cache',
+)
+
+
+@contextlib.contextmanager
+def kept_jax_settings():
+    """Restore the compute dtype and the JAX flags that an agent's setup() changes."""
+    previous = nets.COMPUTE_DTYPE, {k: read_flag(k) for k in SETUP_FLAGS}
+    try:
+        yield
+    finally:
+        nets.COMPUTE_DTYPE = previous[0]
+        for key, value in previous[1].items():
+            jax.config.update(key, value)
 
 
 @contextlib.contextmanager

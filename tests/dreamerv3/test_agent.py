@@ -7,6 +7,7 @@ import ninjax as nj
 import numpy as np
 import pytest
 from conftest import compute_dtype, dummy_spaces, load_config, random_batch
+from runhelpers import LOSSES
 
 from dreamerv3 import replay_layout
 from dreamerv3.agent import Model
@@ -120,22 +121,7 @@ def test_train_lowers_world_model_loss(small, trained):
 def test_train_metrics(small, trained):
     model = small[0]
     metrics = trained[3][-1]
-    losses = {
-        'dyn',
-        'rep',
-        'rew',
-        'con',
-        'policy',
-        'value',
-        'repval',
-        'image',
-        'vector',
-        'token',
-        'count',
-        'float2d',
-        'int2d',
-    }
-    assert {k[len('loss/') :] for k in metrics if k.startswith('loss/')} == losses
+    assert {k[len('loss/') :] for k in metrics if k.startswith('loss/')} == set(LOSSES)
     expected = {
         'dyn_ent',
         'rep_ent',

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import runhelpers
 
 from embodied.run import lock
 
@@ -33,20 +34,7 @@ def command(module, *args, timeout=120):
 def logdir(tmp_path_factory):
     """A debug run of 200 steps in one env, so that two 100-step episodes finish."""
     logdir = tmp_path_factory.mktemp('inspect') / 'debug' / 'run0'
-    result = command(
-        'dreamerv3.main',
-        '--configs',
-        'debug',
-        '--jax.platform',
-        'cpu',
-        '--logdir',
-        logdir,
-        '--run.steps',
-        200,
-        '--run.envs',
-        1,
-        timeout=540,
-    )
+    result = runhelpers.main(logdir, '--run.steps', '200', '--run.envs', '1', timeout=540, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return logdir
 

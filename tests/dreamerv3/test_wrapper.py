@@ -1,19 +1,9 @@
 """dreamerv3.agent.Agent through the JAX agent wrapper: act, train, report, save and load."""
 
-import jax
 import numpy as np
 import pytest
-from conftest import dummy_spaces, load_config, random_batch, read_flag
+from conftest import dummy_spaces, kept_jax_settings, load_config, random_batch
 
-from embodied.jax import nets
-
-FLAGS = (
-    'jax_disable_most_optimizations',
-    'jax_disable_jit',
-    'jax_transfer_guard',
-    'jax_debug_nans',
-    'jax_enable_compilation_cache',
-)
 B, T = 2, 4
 
 
@@ -23,7 +13,6 @@ def agent(tmp_path_factory):
     images and bfloat16); restores the global JAX settings that the agent's setup() changes."""
     from dreamerv3.agent import Agent
 
-    previous = nets.COMPUTE_DTYPE, {k: read_flag(k) for k in FLAGS}
     obs_space, act_space = dummy_spaces()
     del obs_space['image']
     config = load_config(
@@ -37,10 +26,8 @@ def agent(tmp_path_factory):
             'jax.compute_dtype': 'float32',
         },
     )
-    yield Agent(obs_space, act_space, config)
-    nets.COMPUTE_DTYPE = previous[0]
-    for key, value in previous[1].items():
-        jax.config.update(key, value)
+    with kept_jax_settings():
+        yield Agent(obs_space, act_space, config)
 
 
 def batches(agent, length):

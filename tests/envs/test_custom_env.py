@@ -4,7 +4,6 @@ and `embodied.Env` classes, from the registry and from the command line (custom_
 import os
 import pathlib
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -15,6 +14,9 @@ from embodied.envs import registry
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT / 'tests' / 'run'))
+import runhelpers  # noqa: E402
+
 EXAMPLE = 'custom_env_example'
 
 # The tasks the docs' commands train on, and that the slow tests train on the same way.
@@ -101,23 +103,7 @@ def cli(logdir, task, *flags, timeout=600):
     """Train the debug agent on `task` from the command line with the example importable."""
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(HERE), env.get('PYTHONPATH')]))
-    command = [
-        sys.executable,
-        '-m',
-        'dreamerv3.main',
-        '--configs',
-        'debug',
-        '--jax.platform',
-        'cpu',
-        '--logdir',
-        str(logdir),
-        '--task',
-        task,
-        *flags,
-    ]
-    return subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
-    )
+    return runhelpers.main(logdir, '--task', task, *flags, timeout=timeout, cwd=ROOT, env=env)
 
 
 def test_unimportable_module_is_one_line_on_the_command_line(tmp_path):

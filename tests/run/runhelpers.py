@@ -6,6 +6,24 @@ import pickle
 import subprocess
 import sys
 
+# The loss terms of the debug agent on the dummy task: the world model's and actor-critic's,
+# then one reconstruction loss per observation of the task.
+LOSSES = (
+    'dyn',
+    'rep',
+    'rew',
+    'con',
+    'policy',
+    'value',
+    'repval',
+    'image',
+    'vector',
+    'token',
+    'count',
+    'float2d',
+    'int2d',
+)
+
 
 def command(logdir, *flags):
     """The `python -m dreamerv3.main` command of the debug preset on CPU."""
@@ -23,9 +41,13 @@ def command(logdir, *flags):
     ]
 
 
-def main(logdir, *flags, timeout=300):
-    """Run the command line to completion; returns the CompletedProcess."""
-    return subprocess.run(command(logdir, *flags), capture_output=True, text=True, timeout=timeout)
+def main(logdir, *flags, timeout=300, **kwargs):
+    """Run the command line to completion; returns the CompletedProcess.
+
+    Extra keyword arguments (cwd, env) go to subprocess.run."""
+    return subprocess.run(
+        command(logdir, *flags), capture_output=True, text=True, timeout=timeout, **kwargs
+    )
 
 
 def output(result, chars=4000):
