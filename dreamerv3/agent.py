@@ -329,17 +329,46 @@ class Model:
 
         # Imagination from every (or the last K) posterior states.
         K = min(self.config.imag_last or T, T)
-        H = self.config.imag_length
+        imgfeat, imgprevact = self.imagine(dyn_entries, K)
+        los, imgouts, mets = self.actor_critic_loss(repfeat, imgfeat, imgprevact, K, training)
+        losses.update({k: v.mean(1).reshape((B, K)) for k, v in los.items()})
+        metrics.update(mets)
+
+        if self.config.repval_loss:
+            boot = imgouts['ret'][:, 0].reshape((B, K))
+            los, _, mets = self.replay_value_loss(repfeat, obs, boot, training)
+            losses.update(los)
+            metrics.update({f'reploss/{k}': v for k, v in mets.items()})
+
+        assert set(losses) == set(self.scales), (sorted(losses), sorted(self.scales))
+        metrics.update({f'loss/{k}': v.mean() for k, v in losses.items()})
+        loss = sum(v.mean() * self.scales[k] for k, v in losses.items())
+        carry = (enc_carry, dyn_carry, dec_carry)
+        entries = (enc_entries, dyn_entries, dec_entries)
+        aux = {'tokens': tokens, 'repfeat': repfeat, 'losses': losses, 'priority': priority}
+        return loss, (carry, entries, aux, metrics)
+
+    def policyfn(self, feat):
+        """Actions the policy samples for features of any leading shape."""
+        return sample(self.pol(self.feat2tensor(feat), 1))
+
+    def imagine(self, dyn_entries, K):
+        """Imagined features and previous actions of imag_length steps from the last K
+        posterior states of each sequence, flattened to B * K rollouts."""
         starts = self.dyn.starts(dyn_entries, K)
-        policyfn = lambda feat: sample(self.pol(self.feat2tensor(feat), 1))
-        _, imgfeat, imgprevact = self.dyn.imagine(starts, policyfn, H)
+        _, imgfeat, imgprevact = self.dyn.imagine(starts, self.policyfn, self.config.imag_length)
+        return imgfeat, imgprevact
+
+    def actor_critic_loss(self, repfeat, imgfeat, imgprevact, K, training):
+        """imag_loss of the rollouts, each prefixed with the posterior state it started from."""
+        B = jax.tree.leaves(repfeat)[0].shape[0]
         first = jax.tree.map(lambda x: x[:, -K:].reshape((B * K, 1, *x.shape[2:])), repfeat)
         first = first if self.config.ac_grads else sg(first)
         imgfeat = concat([first, sg(imgfeat)], 1)
-        lastact = policyfn(jax.tree.map(lambda x: x[:, -1], imgfeat))
+        lastact = self.policyfn(jax.tree.map(lambda x: x[:, -1], imgfeat))
         imgact = concat([imgprevact, jax.tree.map(lambda x: x[:, None], lastact)], 1)
         inp = self.feat2tensor(imgfeat)
-        los, imgouts, mets = imag_loss(
+        return imag_loss(
             imgact,
             self.rew(inp, 2).pred(),
             self._contprob(self.con(inp, 2)),
@@ -354,37 +383,26 @@ class Model:
             horizon=self.config.horizon,
             **self.config.imag_loss,
         )
-        losses.update({k: v.mean(1).reshape((B, K)) for k, v in los.items()})
-        metrics.update(mets)
 
-        if self.config.repval_loss:
-            feat = repfeat if self.config.repval_grad else sg(repfeat)
-            last, term, rew = [obs[k] for k in ('is_last', 'is_terminal', 'reward')]
-            boot = imgouts['ret'][:, 0].reshape((B, K))
-            feat, last, term, rew = jax.tree.map(lambda x: x[:, -K:], (feat, last, term, rew))
-            inp = self.feat2tensor(feat)
-            los, _, mets = repl_loss(
-                last,
-                term,
-                rew,
-                boot,
-                self.val(inp, 2),
-                self.slowval(inp, 2),
-                self.valnorm,
-                update=training,
-                horizon=self.config.horizon,
-                **self.config.repl_loss,
-            )
-            losses.update(los)
-            metrics.update({f'reploss/{k}': v for k, v in mets.items()})
-
-        assert set(losses) == set(self.scales), (sorted(losses), sorted(self.scales))
-        metrics.update({f'loss/{k}': v.mean() for k, v in losses.items()})
-        loss = sum(v.mean() * self.scales[k] for k, v in losses.items())
-        carry = (enc_carry, dyn_carry, dec_carry)
-        entries = (enc_entries, dyn_entries, dec_entries)
-        aux = {'tokens': tokens, 'repfeat': repfeat, 'losses': losses, 'priority': priority}
-        return loss, (carry, entries, aux, metrics)
+    def replay_value_loss(self, repfeat, obs, boot, training):
+        """repl_loss on the last K replayed steps, bootstrapped from the imagined returns."""
+        K = boot.shape[1]
+        feat = repfeat if self.config.repval_grad else sg(repfeat)
+        last, term, rew = [obs[k] for k in ('is_last', 'is_terminal', 'reward')]
+        feat, last, term, rew = jax.tree.map(lambda x: x[:, -K:], (feat, last, term, rew))
+        inp = self.feat2tensor(feat)
+        return repl_loss(
+            last,
+            term,
+            rew,
+            boot,
+            self.val(inp, 2),
+            self.slowval(inp, 2),
+            self.valnorm,
+            update=training,
+            horizon=self.config.horizon,
+            **self.config.repl_loss,
+        )
 
     def report(self, carry, data):
         """Loss metrics, optional gradient norms and open-loop videos."""

@@ -46,7 +46,7 @@ def measure(flags, updates, warmup):
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost['flops']) if cost and 'flops' in cost else None
     rng = np.random.default_rng(0)
-    batch = next(iter(agent.stream(iter([random_batch(agent, config, rng)]))))
+    batch = next(iter(agent.stream(iter([random_batch(agent.spaces, config, rng)]))))
     carry = agent.init_train(config.batch_size)
     for _ in range(warmup):
         carry, _, _ = agent.train(carry, batch)

@@ -22,11 +22,11 @@ from dreamerv3 import config as configlib
 from dreamerv3 import factories
 
 
-def random_batch(agent, config, rng):
-    """A batch of random values with the spaces and shape the agent trains on."""
+def random_batch(spaces, config, rng):
+    """Random values of the spaces the agent trains on, shape (B, T + context, ...)."""
     length = config.batch_length + config.replay_context
     batch = {}
-    for key, space in agent.spaces.items():
+    for key, space in spaces.items():
         shape = (config.batch_size, length, *space.shape)
         if key == 'consec':
             batch[key] = np.zeros(shape, np.int32)
@@ -94,7 +94,7 @@ def main():
 
     build = time.time() - start
     rng = np.random.default_rng(0)
-    batches = [agent.stream(iter([random_batch(agent, config, rng)])) for _ in range(2)]
+    batches = [agent.stream(iter([random_batch(agent.spaces, config, rng)])) for _ in range(2)]
     batches = [next(iter(b)) for b in batches]
     carry = agent.init_train(config.batch_size)
     start = time.time()

@@ -28,33 +28,12 @@ import jax
 import jax.numpy as jnp
 import ninjax as nj
 import numpy as np
+from bench_train import random_batch
 
-from dreamerv3 import agent as agentlib
 from dreamerv3 import config as configlib
 from dreamerv3 import main as mainlib
 
 sg = jax.lax.stop_gradient
-
-
-def random_batch(model, config, rng):
-    """Random values of the spaces the model trains on, shape (B, T + context, ...)."""
-    length = config.batch_length + config.replay_context
-    spaces = {**model.obs_space, **model.act_space, **model.ext_space}
-    batch = {}
-    for key, space in spaces.items():
-        shape = (config.batch_size, length, *space.shape)
-        if key == 'consec':
-            batch[key] = np.zeros(shape, np.int32)
-        elif np.issubdtype(space.dtype, np.floating):
-            batch[key] = rng.uniform(-1, 1, shape).astype(space.dtype)
-        elif space.dtype == bool:
-            batch[key] = rng.uniform(0, 1, shape) < 0.05
-        else:
-            # Below 2**14 a uint16 entry also holds finite bfloat16 bits (stored latents).
-            low = np.maximum(np.asarray(space.low, np.int64), 0)
-            high = np.minimum(np.asarray(space.high, np.int64), 2**14)
-            batch[key] = rng.integers(low, high, shape).astype(space.dtype)
-    return batch
 
 
 def total(tree):
@@ -135,55 +114,17 @@ def build_stages(model, state, data):
         return model.rew(inp, 2).loss(obs['reward']), model.con(inp, 2).loss(con)
 
     K = min(cfg.imag_last or T, T)
-    H = cfg.imag_length
-    policyfn = lambda feat: agentlib.sample(model.pol(model.feat2tensor(feat), 1))
 
     def imagine(entries):
-        starts = model.dyn.starts(entries, K)
-        _, imgfeat, imgprevact = model.dyn.imagine(starts, policyfn, H)
-        return imgfeat, imgprevact
+        return model.imagine(entries, K)
 
     imgfeat, imgprevact = run(imagine, entries)
 
     def actorcritic(repfeat, imgfeat, imgprevact):
-        first = jax.tree.map(lambda x: x[:, -K:].reshape((B * K, 1, *x.shape[2:])), repfeat)
-        imgfeat = agentlib.concat([sg(first), sg(imgfeat)], 1)
-        lastact = policyfn(jax.tree.map(lambda x: x[:, -1], imgfeat))
-        imgact = agentlib.concat([imgprevact, jax.tree.map(lambda x: x[:, None], lastact)], 1)
-        inp = model.feat2tensor(imgfeat)
-        los, outs, _ = agentlib.imag_loss(
-            imgact,
-            model.rew(inp, 2).pred(),
-            model._contprob(model.con(inp, 2)),
-            model.pol(inp, 2),
-            model.val(inp, 2),
-            model.slowval(inp, 2),
-            model.retnorm,
-            model.valnorm,
-            model.advnorm,
-            update=True,
-            contdisc=cfg.contdisc,
-            horizon=cfg.horizon,
-            **cfg.imag_loss,
-        )
+        los, outs, _ = model.actor_critic_loss(repfeat, imgfeat, imgprevact, K, training=True)
         if cfg.repval_loss:
             boot = outs['ret'][:, 0].reshape((B, K))
-            last, term, rew = [obs[k][:, -K:] for k in ('is_last', 'is_terminal', 'reward')]
-            inp = model.feat2tensor(jax.tree.map(lambda x: sg(x[:, -K:]), repfeat))
-            los.update(
-                agentlib.repl_loss(
-                    last,
-                    term,
-                    rew,
-                    boot,
-                    model.val(inp, 2),
-                    model.slowval(inp, 2),
-                    model.valnorm,
-                    update=True,
-                    horizon=cfg.horizon,
-                    **cfg.repl_loss,
-                )[0]
-            )
+            los.update(model.replay_value_loss(repfeat, obs, boot, training=True)[0])
         return los
 
     def lossgrad(carry, obs, prevact):
@@ -243,7 +184,7 @@ def profile(config, args):
     agent = mainlib.make_agent(config)
     model = agent.model
     rng = np.random.default_rng(0)
-    data = random_batch(model, config, rng)
+    data = random_batch(agent.spaces, config, rng)
     data = jax.tree.map(jnp.asarray, data)
     state = dict(jax.device_get(agent.params))
     wanted = set(filter(None, args.stages.split(',')))
