@@ -1,10 +1,13 @@
 """End to end: the debug agent trains on real suites from the command line (Atari, Crafter)."""
 
-import json
-import subprocess
+import pathlib
 import sys
 
 import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / 'tests' / 'run'))
+import runhelpers  # noqa: E402
 
 # Each test trains the debug agent from the command line for a few hundred steps.
 pytestmark = pytest.mark.slow
@@ -19,29 +22,21 @@ pytestmark = pytest.mark.slow
 )
 def test_debug_run_on_suite(tmp_path, task, flags):
     logdir = tmp_path / task
-    cmd = [
-        sys.executable,
-        '-m',
-        'dreamerv3.main',
-        '--configs',
-        'debug',
-        '--jax.platform',
-        'cpu',
+    result = runhelpers.main(
+        logdir,
         '--jax.precompile',
         'False',
         '--task',
         task,
-        '--logdir',
-        str(logdir),
         '--run.envs',
         '1',
         '--run.steps',
         '160',
         *flags,
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    rows = [json.loads(line) for line in (logdir / 'metrics.jsonl').read_text().splitlines()]
+    rows = runhelpers.metrics(logdir)
     keys = set().union(*rows)
     assert 'train/loss/image' in keys and 'train/loss/policy' in keys, sorted(keys)
     assert max(row['step'] for row in rows) >= 160

@@ -1,61 +1,27 @@
 """End to end: the `train` script from the command line, resumed, and on a mismatched logdir."""
 
-import json
-import pickle
-import subprocess
+import pathlib
 import sys
 
 import pytest
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / 'tests' / 'run'))
+import runhelpers  # noqa: E402
+from runhelpers import LOSSES, metrics  # noqa: E402
+
 # Each test trains the debug agent from the command line for a few hundred steps.
 pytestmark = pytest.mark.slow
 
-LOSSES = (
-    'dyn',
-    'rep',
-    'rew',
-    'con',
-    'policy',
-    'value',
-    'repval',
-    'image',
-    'vector',
-    'token',
-    'count',
-    'float2d',
-    'int2d',
-)
-
 
 def main(logdir, *flags):
-    cmd = [
-        sys.executable,
-        '-m',
-        'dreamerv3.main',
-        '--configs',
-        'debug',
-        '--jax.platform',
-        'cpu',
-        '--logdir',
-        str(logdir),
-        '--jax.precompile',
-        'False',
-        '--run.envs',
-        '2',
-        *flags,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-
-
-def metrics(logdir):
-    lines = (logdir / 'metrics.jsonl').read_text().splitlines()
-    return [json.loads(line) for line in lines]
+    return runhelpers.main(
+        logdir, '--jax.precompile', 'False', '--run.envs', '2', *flags, timeout=600
+    )
 
 
 def checkpoint(logdir, name):
-    folder = logdir / 'ckpt' / (logdir / 'ckpt' / 'latest').read_text().strip()
-    assert (folder / 'done').exists()
-    return pickle.loads((folder / f'{name}.pkl').read_bytes())
+    return runhelpers.checkpoint(logdir / 'ckpt', name)
 
 
 @pytest.fixture(scope='module')
