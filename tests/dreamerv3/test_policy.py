@@ -12,30 +12,20 @@ import subprocess
 import sys
 
 import av
-import jax
 import numpy as np
 import pytest
-from conftest import read_flag
+from conftest import kept_jax_settings
+from runhelpers import main, output
 
 import dreamerv3
 from dreamerv3 import factories
 from embodied.core import driver as driverlib
-from embodied.jax import nets
 from embodied.run import checkpoints
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / 'tests' / 'run'))
-from runhelpers import main, output  # noqa: E402
 
 # Building the agent without precompiling compiles only what a run uses.
 FAST = ('--jax.precompile', 'False', '--jax.profiler', 'False')
-FLAGS = (
-    'jax_disable_most_optimizations',
-    'jax_disable_jit',
-    'jax_transfer_guard',
-    'jax_debug_nans',
-    'jax_enable_compilation_cache',
-)
 LENGTH = 100  # steps of a dummy episode after its reset step
 
 
@@ -51,11 +41,8 @@ def logdir(tmp_path_factory):
 @pytest.fixture(scope='module', autouse=True)
 def restore_jax_settings():
     """Undo the global JAX settings that building an agent in this process changes."""
-    previous = nets.COMPUTE_DTYPE, {k: read_flag(k) for k in FLAGS}
-    yield
-    nets.COMPUTE_DTYPE = previous[0]
-    for key, value in previous[1].items():
-        jax.config.update(key, value)
+    with kept_jax_settings():
+        yield
 
 
 @pytest.fixture(scope='module')
