@@ -113,8 +113,10 @@ def test_unimportable_module_is_one_line_on_the_command_line(tmp_path):
     assert "module 'no_such_module_xyz' could not be imported" in result.stderr
 
 
-# Two envs and batch 2 fill the replay quickly, so that a few updates run within the steps.
-TRAIN = ('--run.steps', '80', '--run.envs', '2', '--batch_size', '2')
+# Two envs and batch 2 fill the replay quickly, so that a few updates run within the steps. The
+# example's time limit is 50 steps: 120 steps over two envs end an episode in each of them even
+# when the random policy never reaches the goal, so scores are written.
+TRAIN = ('--run.steps', '120', '--run.envs', '2', '--batch_size', '2')
 FAST = ('--jax.precompile', 'False', '--jax.profiler', 'False')
 
 
