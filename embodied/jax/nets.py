@@ -15,6 +15,8 @@ import ninjax as nj
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from . import conv as convlib
+
 COMPUTE_DTYPE = jnp.bfloat16
 
 f32 = jnp.float32
@@ -300,7 +302,7 @@ def _phase_taps(size, phase):
     return taps
 
 
-def upsample_conv(x, kernel, impl='phases'):
+def upsample_conv(x, kernel, impl='phases', grad_form='auto'):
     """Nearest-neighbour 2x upsampling of NHWC `x`, then a stride-1 'same' HWIO convolution.
 
     `impl='direct'` upsamples and convolves as written. `impl='phases'` computes the same
@@ -308,7 +310,8 @@ def upsample_conv(x, kernel, impl='phases'):
     is a 3x3 convolution of the low-resolution input whose taps are sums of the 5x5 taps that
     read the same input pixel. All phases run as one convolution with 4x the output channels,
     then interleave; that is 36 instead of 100 multiply-adds per input-output channel pair and
-    low-resolution pixel for a 5x5 kernel, on every platform.
+    low-resolution pixel for a 5x5 kernel, on every platform. `grad_form` is the kernel
+    gradient's form (`embodied.jax.conv`).
     """
     if impl == 'direct':
         x = x.repeat(2, -2).repeat(2, -3)
@@ -324,9 +327,7 @@ def upsample_conv(x, kernel, impl='phases'):
     # Summing taps in float32 keeps the phase kernel as exact as the compute dtype allows.
     merged = jnp.einsum('rya,cxb,abio->yxirco', rows, cols, kernel.astype(f32))
     merged = merged.reshape((3, 3, cin, 4 * cout)).astype(x.dtype)
-    y = jax.lax.conv_general_dilated(
-        x, merged, (1, 1), ((1, 1), (1, 1)), dimension_numbers=('NHWC', 'HWIO', 'NHWC')
-    )
+    y = convlib.conv2d(x, merged, ((1, 1), (1, 1)), grad_form)
     N, H, W, _ = y.shape
     y = y.reshape((N, H, W, 2, 2, cout)).transpose((0, 1, 3, 2, 4, 5))
     return y.reshape((N, 2 * H, 2 * W, cout))
@@ -336,12 +337,15 @@ class Conv2D(nj.Module):
     """2-D convolution on NHWC inputs with an HWIO kernel.
 
     `transp` upsamples by `stride` with a fractionally strided convolution; `upsample` first
-    repeats every pixel 2x2 (nearest neighbour) and is computed as in `upsample_conv`.
+    repeats every pixel 2x2 (nearest neighbour) and is computed as in `upsample_conv`. Stride-1
+    ungrouped convolutions compute their kernel gradient in the form `grad_form` names
+    (`embodied.jax.conv`: 'auto' picks by platform).
     """
 
     transp: bool = False
     upsample: bool = False
     upsample_impl: str = 'phases'
+    grad_form: str = 'auto'
     groups: int = 1
     pad: str = 'same'
     bias: bool = True
@@ -373,7 +377,7 @@ class Conv2D(nj.Module):
                 )
             # The phase form merges taps from the float32 parameter, not from the cast copy.
             phases = self.upsample_impl == 'phases'
-            x = upsample_conv(x, param if phases else kernel, self.upsample_impl)
+            x = upsample_conv(x, param if phases else kernel, self.upsample_impl, self.grad_form)
             if self.bias:
                 x = x + self.value('bias', init(self.binit), (self.depth,)).astype(x.dtype)
             return x.reshape((*bshape, *x.shape[1:]))
@@ -393,14 +397,17 @@ class Conv2D(nj.Module):
             strides = (1, 1)
         else:
             strides = (self.stride, self.stride)
-        x = jax.lax.conv_general_dilated(
-            x,
-            kernel,
-            strides,
-            self.pad.upper(),
-            feature_group_count=self.groups,
-            dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-        )
+        if strides == (1, 1) and self.groups == 1:
+            x = convlib.conv2d(x, kernel, self.pad.upper(), self.grad_form)
+        else:
+            x = jax.lax.conv_general_dilated(
+                x,
+                kernel,
+                strides,
+                self.pad.upper(),
+                feature_group_count=self.groups,
+                dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+            )
         if self.bias:
             x = x + self.value('bias', init(self.binit), (self.depth,)).astype(x.dtype)
         return x.reshape((*bshape, *x.shape[1:]))
