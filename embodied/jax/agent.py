@@ -444,8 +444,13 @@ class Agent(embodied.Agent):
         """List of per-environment carries -> batched global carry."""
         if not jax.tree.leaves(carry):
             return carry[0]
-        # No-op for entries that came from `_split`; moves entries made elsewhere.
-        carry = jax.device_put(list(carry), self._local_policy_mirrored)
+        # Entries that came from `_split` are already in place; a device_put of them all costs
+        # milliseconds of Python per call (half a 16-env CartPole policy call), so only entries
+        # made elsewhere are moved.
+        target = self._local_policy_mirrored
+        leaves = jax.tree.leaves(carry)
+        if not all(isinstance(x, jax.Array) and x.sharding == target for x in leaves):
+            carry = jax.device_put(list(carry), target)
         return tf.to_global(self._stack_fn(carry), self.policy_sharded)
 
     def _copy_policy_params(self):
