@@ -256,6 +256,16 @@ def test_policy_acts_per_env_and_checks_inputs(agent):
         agent.policy(carry[:2], obs)
 
 
+def test_policy_moves_carry_entries_made_elsewhere(agent):
+    # Entries from `policy` stay on the device; one from the host (or another init) is moved.
+    rng = np.random.default_rng(3)
+    obs = make_obs(rng, 3)
+    carry, _, _ = agent.policy(agent.init_policy(3), obs)
+    carry[1] = {'count': np.asarray(host(carry[1]['count'])) + 5}
+    carry, _, _ = agent.policy(carry, obs)
+    assert [int(host(c['count'])) for c in carry] == [2, 7, 2]
+
+
 def test_policy_params_follow_train_params_with_lag(agent):
     rng = np.random.default_rng(2)
     stream = iter(batches(agent, rng))
