@@ -68,3 +68,37 @@ def test_profile_train_reports_every_stage(tmp_path):
     ]
     assert all(s['seconds'] > 0 or s['name'].startswith('optimizer') for s in stages)
     assert '| stage | compile (s) |' in out
+
+
+def test_side_by_side_alternates_the_checkouts_and_prints_each_last_line(tmp_path):
+    base = tmp_path / 'base'
+    base.mkdir()
+    cmd = [
+        sys.executable,
+        '-c',
+        'import os; print("noise"); print(os.getcwd(), os.environ["PYTHONPATH"])',
+    ]
+    out = subprocess.run(
+        ['bash', 'scripts/side_by_side.sh', str(base), '2', *cmd],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    results = [line for line in lines if not line.startswith('[') and not line.startswith('Done')]
+    assert results == [f'{base} {base}', f'{ROOT} {ROOT}'] * 2
+    assert lines[0].startswith('[1/2] base') and lines[2].startswith('[1/2] this')
+    assert lines[-1] == f'Done: 2 runs in each of {base} and {ROOT}.'
+
+
+def test_side_by_side_rejects_a_bad_run_count(tmp_path):
+    out = subprocess.run(
+        ['bash', 'scripts/side_by_side.sh', str(tmp_path), 'three', 'true'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert "RUNS must be a positive number of runs per checkout, got 'three'." in out.stderr
