@@ -25,45 +25,33 @@ from dreamerv3 import factories
 def random_batch(spaces, config, rng):
     """Random values of the spaces the agent trains on, shape (B, T + context, ...)."""
     length = config.batch_length + config.replay_context
-    batch = {}
-    for key, space in spaces.items():
-        shape = (config.batch_size, length, *space.shape)
-        if key == 'consec':
-            batch[key] = np.zeros(shape, np.int32)
-        elif np.issubdtype(space.dtype, np.floating):
-            batch[key] = rng.uniform(-1, 1, shape).astype(space.dtype)
-        elif space.dtype == bool:
-            batch[key] = rng.uniform(0, 1, shape) < 0.05
-        else:
-            # Below 2**14 a uint16 entry also holds finite bfloat16 bits (stored latents).
-            low = np.maximum(np.asarray(space.low, np.int64), 0)
-            high = np.minimum(np.asarray(space.high, np.int64), 2**14)
-            batch[key] = rng.integers(low, high, shape).astype(space.dtype)
-    return batch
+    return random_values(spaces, (config.batch_size, length), rng)
 
 
 def random_obs(agent, envs, rng):
     """Random observations of the agent's observation space for `envs` environments."""
-    spaces = {k: agent.obs_space[k] for k in agent.obs_space}
-    obs = {k: v[:, 0] for k, v in random_batch_of(spaces, envs, 1, rng).items()}
+    obs = random_values(agent.obs_space, (envs,), rng)
     obs['is_first'][:] = False
     return obs
 
 
-def random_batch_of(spaces, batch, length, rng):
-    """Random (batch, length, ...) arrays of the given spaces."""
-    out = {}
+def random_values(spaces, prefix, rng):
+    """Random arrays of the spaces with the leading axes `prefix`."""
+    values = {}
     for key, space in spaces.items():
-        shape = (batch, length, *space.shape)
-        if np.issubdtype(space.dtype, np.floating):
-            out[key] = rng.uniform(-1, 1, shape).astype(space.dtype)
+        shape = (*prefix, *space.shape)
+        if key == 'consec':
+            values[key] = np.zeros(shape, np.int32)
+        elif np.issubdtype(space.dtype, np.floating):
+            values[key] = rng.uniform(-1, 1, shape).astype(space.dtype)
         elif space.dtype == bool:
-            out[key] = np.zeros(shape, bool)
+            values[key] = rng.uniform(0, 1, shape) < 0.05
         else:
+            # Below 2**14 a uint16 entry also holds finite bfloat16 bits (stored latents).
             low = np.maximum(np.asarray(space.low, np.int64), 0)
-            high = np.minimum(np.asarray(space.high, np.int64), 256)
-            out[key] = rng.integers(low, high, shape).astype(space.dtype)
-    return out
+            high = np.minimum(np.asarray(space.high, np.int64), 2**14)
+            values[key] = rng.integers(low, high, shape).astype(space.dtype)
+    return values
 
 
 def time_policy(agent, envs, calls, rng):

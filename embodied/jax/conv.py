@@ -32,10 +32,15 @@ MIN_TAPS_PIXELS = 16 * 16
 MIN_TAPS_CHANNELS = 8
 
 
-def kernel_grad_form(form: str, shape: tuple) -> str:
-    """'taps' or 'xla' for an NHWC input of `shape`; 'auto' picks by platform and shape."""
+def kernel_grad_form(form: str, shape: tuple, strides=(1, 1), groups: int = 1) -> str:
+    """'taps' or 'xla' for an NHWC input of `shape`; 'auto' picks by platform and shape.
+
+    The tap form covers stride-1 ungrouped convolutions; others always use XLA's form.
+    """
     if form not in FORMS:
         raise ValueError(f"Unknown kernel gradient form '{form}': use {', '.join(FORMS)}.")
+    if tuple(strides) != (1, 1) or groups != 1:
+        return 'xla'
     if form != 'auto':
         return form
     _, height, width, channels = shape
@@ -43,13 +48,18 @@ def kernel_grad_form(form: str, shape: tuple) -> str:
     return 'taps' if jax.default_backend() == 'cpu' and wins else 'xla'
 
 
-def conv2d(x: jax.Array, kernel: jax.Array, padding, form: str = 'auto') -> jax.Array:
-    """Stride-1 convolution of NHWC `x` with an HWIO kernel; padding 'SAME', 'VALID' or pairs."""
+def conv2d(
+    x: jax.Array, kernel: jax.Array, padding, form: str = 'auto', strides=(1, 1), groups: int = 1
+) -> jax.Array:
+    """Convolution of NHWC `x` with an HWIO kernel; padding 'SAME', 'VALID' or pairs."""
+    strides = tuple(strides)
     if isinstance(padding, str):
-        padding = jax.lax.padtype_to_pads(x.shape[1:3], kernel.shape[:2], (1, 1), padding)
+        padding = jax.lax.padtype_to_pads(x.shape[1:3], kernel.shape[:2], strides, padding)
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-    if kernel_grad_form(form, x.shape) == 'xla':
-        return _conv(x, kernel, padding)
+    if kernel_grad_form(form, x.shape, strides, groups) == 'xla':
+        return jax.lax.conv_general_dilated(
+            x, kernel, strides, padding, feature_group_count=groups, dimension_numbers=DIMS
+        )
     return _conv_taps(x, kernel, padding)
 
 

@@ -316,7 +316,7 @@ def upsample_conv(x, kernel, impl='phases', grad_form='auto'):
     if impl == 'direct':
         x = x.repeat(2, -2).repeat(2, -3)
         return jax.lax.conv_general_dilated(
-            x, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+            x, kernel, (1, 1), 'SAME', dimension_numbers=convlib.DIMS
         )
     if impl != 'phases':
         raise ValueError(f"Unknown upsampling convolution '{impl}': use phases or direct.")
@@ -339,7 +339,7 @@ class Conv2D(nj.Module):
     `transp` upsamples by `stride` with a fractionally strided convolution; `upsample` first
     repeats every pixel 2x2 (nearest neighbour) and is computed as in `upsample_conv`. Stride-1
     ungrouped convolutions compute their kernel gradient in the form `grad_form` names
-    (`embodied.jax.conv`: 'auto' picks by platform).
+    (`embodied.jax.conv`: 'auto' picks by platform and shape).
     """
 
     transp: bool = False
@@ -397,17 +397,7 @@ class Conv2D(nj.Module):
             strides = (1, 1)
         else:
             strides = (self.stride, self.stride)
-        if strides == (1, 1) and self.groups == 1:
-            x = convlib.conv2d(x, kernel, self.pad.upper(), self.grad_form)
-        else:
-            x = jax.lax.conv_general_dilated(
-                x,
-                kernel,
-                strides,
-                self.pad.upper(),
-                feature_group_count=self.groups,
-                dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-            )
+        x = convlib.conv2d(x, kernel, self.pad.upper(), self.grad_form, strides, self.groups)
         if self.bias:
             x = x + self.value('bias', init(self.binit), (self.depth,)).astype(x.dtype)
         return x.reshape((*bshape, *x.shape[1:]))

@@ -66,6 +66,9 @@ def test_auto_uses_taps_on_cpu_only_for_large_maps_with_enough_channels(monkeypa
     assert conv.kernel_grad_form('auto', (1024, 8, 8, 16)) == 'xla'
     assert conv.kernel_grad_form('xla', (1024, 32, 32, 8)) == 'xla'
     assert conv.kernel_grad_form('taps', (1024, 4, 4, 1)) == 'taps'
+    # Strided and grouped convolutions have no tap form.
+    assert conv.kernel_grad_form('taps', (1024, 32, 32, 8), strides=(2, 2)) == 'xla'
+    assert conv.kernel_grad_form('auto', (1024, 32, 32, 8), groups=2) == 'xla'
     monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
     assert conv.kernel_grad_form('auto', (1024, 32, 32, 8)) == 'xla'
 
