@@ -30,7 +30,7 @@ def measure(flags, updates, warmup):
     import numpy as np
 
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-    from bench_train import random_batch
+    from bench_train import random_batch, time_updates
 
     from dreamerv3 import config as configlib
     from dreamerv3 import main as mainlib
@@ -51,12 +51,7 @@ def measure(flags, updates, warmup):
     for _ in range(warmup):
         carry, _, _ = agent.train(carry, batch)
     jax.block_until_ready(carry)
-    durations = []
-    for _ in range(updates):
-        start = time.time()
-        carry, outs, mets = agent.train(carry, batch)
-        jax.block_until_ready((carry, outs, mets))
-        durations.append(time.time() - start)
+    carry, durations = time_updates(agent, carry, [batch], updates)
     seconds = float(np.median(durations))
     stats = jax.devices()[0].memory_stats() or {}
     peak = stats.get('peak_bytes_in_use')

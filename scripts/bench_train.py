@@ -54,6 +54,20 @@ def random_values(spaces, prefix, rng):
     return values
 
 
+def time_updates(agent, carry, batches, updates, progress=False):
+    """Seconds of each of `updates` train calls, each waited for, cycling through `batches`."""
+    import jax
+
+    durations = []
+    steps = tqdm.trange(updates, desc='updates') if progress else range(updates)
+    for i in steps:
+        start = time.time()
+        carry, outs, metrics = agent.train(carry, batches[i % len(batches)])
+        jax.block_until_ready((carry, outs, metrics))
+        durations.append(time.time() - start)
+    return carry, durations
+
+
 def time_policy(agent, envs, calls, rng):
     """Median seconds of one policy call for `envs` environments, after three warm-up calls."""
     carry = agent.init_policy(envs)
@@ -89,12 +103,7 @@ def main():
     for i in range(args.warmup):
         carry, _, _ = agent.train(carry, batches[i % 2])
     warmup = time.time() - start
-    durations = []
-    for i in tqdm.trange(args.updates, desc='updates'):
-        start = time.time()
-        carry, outs, metrics = agent.train(carry, batches[i % 2])
-        jax.block_until_ready((carry, outs, metrics))
-        durations.append(time.time() - start)
+    carry, durations = time_updates(agent, carry, batches, args.updates, progress=True)
     extra = {}
     if args.policy_envs:
         seconds = time_policy(agent, args.policy_envs, args.policy_calls, rng)
