@@ -183,11 +183,8 @@ class RSSM(nj.Module):
             x = self.sub(f'dynhid{i}', nets.BlockLinear, self.deter, g, winit=self.winit)(x)
             x = self.sub(f'dynhid{i}norm', nets.Norm, self.norm)(x)
             x = nets.act(self.act)(x)
-        x = self.sub('dyngru', nets.BlockLinear, 3 * self.deter, g, winit=self.winit)(x)
-        x = einops.rearrange(x, '... (g h) -> ... g h', g=g)
-        reset, cand, update = [
-            einops.rearrange(part, '... g h -> ... (g h)') for part in jnp.split(x, 3, -1)
-        ]
+        gru = self.sub('dyngru', nets.BlockLinear, 3 * self.deter, g, winit=self.winit)
+        reset, cand, update = gru(x, parts=3)
         reset = jax.nn.sigmoid(reset)
         cand = jnp.tanh(reset * cand)
         update = jax.nn.sigmoid(update - 1)

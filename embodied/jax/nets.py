@@ -268,21 +268,38 @@ class BlockLinear(nj.Module):
         self.units = units
         self.blocks = blocks
 
-    def __call__(self, x):
-        """Apply to the last axis of x, split into `blocks` equal groups."""
+    def __call__(self, x, parts=1):
+        """Apply to the last axis of x, split into `blocks` equal groups.
+
+        With `parts` > 1, each group's outputs are cut into that many equal pieces and returned
+        as a list: piece k holds the k-th piece of every group, concatenated by group.
+        """
         x = check_dtype(x, self.path)
         g, inp = self.blocks, x.shape[-1]
         if inp % g:
             raise ValueError(f'{self.path}: input width {inp} is not divisible by blocks={g}.')
+        if (self.units // g) % parts:
+            raise ValueError(
+                f'{self.path}: {self.units // g} units per block is not divisible by parts={parts}.'
+            )
         # Fan-in of this 3-D kernel is the total input width (as in the reference implementation).
         shape = (g, inp // g, self.units // g)
         kernel = self.value('kernel', _kernel_init, self, shape).astype(x.dtype)
         x = x.reshape((*x.shape[:-1], g, inp // g))
-        x = jnp.einsum('...gi,gio->...go', x, kernel)
-        x = x.reshape((*x.shape[:-2], self.units))
+        # The group axis is the dot's batch axis, so its output is (g, ..., o); moving g back is a
+        # copy of contiguous rows. jnp.einsum would put the kernel first and yield (g, o, ...),
+        # whose transposed reads made the GRU gates after this layer 4x slower on CPU.
+        dims = (((x.ndim - 1,), (1,)), ((x.ndim - 2,), (0,)))
+        x = jax.lax.dot_general(x, kernel, dims, preferred_element_type=x.dtype)
+        pieces = jnp.split(jnp.moveaxis(x, 0, -2), parts, -1)
         if self.bias:
-            x = x + self.value('bias', init(self.binit), (self.units,)).astype(x.dtype)
-        return x
+            bias = self.value('bias', init(self.binit), (self.units,)).astype(x.dtype)
+            # Each piece gets its own slice of the bias: XLA:CPU fuses a slice of a biased
+            # array into the consumer as scalar code, 5x slower than adding the sliced bias.
+            bias = jnp.split(bias.reshape((g, -1)), parts, -1)
+            pieces = [piece + b for piece, b in zip(pieces, bias)]
+        pieces = [piece.reshape((*piece.shape[:-2], -1)) for piece in pieces]
+        return pieces[0] if parts == 1 else pieces
 
 
 def _phase_taps(size, phase):

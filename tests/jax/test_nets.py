@@ -134,6 +134,19 @@ def test_blocklinear_is_block_diagonal_and_group_major():
         build(lambda: nets.BlockLinear(8, 3, name='blk'), x)
 
 
+def test_blocklinear_parts_cut_every_group_alike():
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 3, 6))
+    module, state, y = build(lambda: nets.BlockLinear(8, 2, name='blk'), x)
+    state = {**state, 'blk/bias': jnp.arange(8, dtype=jnp.float32)}
+    y = nj.pure(lambda x: module(x))(state, x)[1]
+    first, second = nj.pure(lambda x: module(x, parts=2))(state, x)[1]
+    # Group g owns columns 4g..4g+3; part k holds columns 4g+2k and 4g+2k+1 of every group.
+    np.testing.assert_array_equal(first, np.asarray(y)[..., [0, 1, 4, 5]])
+    np.testing.assert_array_equal(second, np.asarray(y)[..., [2, 3, 6, 7]])
+    with pytest.raises(ValueError, match='parts=3'):
+        nj.pure(lambda x: module(x, parts=3))(state, x)
+
+
 def test_blocklinear_fan_in_is_total_input_width():
     x = jnp.ones((1, 64))
     _, state, _ = build(lambda: nets.BlockLinear(4096, 8, name='blk'), x)
