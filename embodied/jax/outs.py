@@ -286,10 +286,26 @@ class OneHot(Output):
         return self.dist.kl(other.dist)
 
     def _straight_through(self, index):
-        # Forward: the one-hot value. Backward: the gradient of the probabilities.
         value = jax.nn.one_hot(index, self.dist.logits.shape[-1], dtype=f32)
-        probs = jax.nn.softmax(self.dist.logits, -1)
-        return sg(value) + (probs - sg(probs))
+        return straight_through(value, self.dist.logits)
+
+
+@jax.custom_jvp
+def straight_through(value: Array, logits: Array) -> Array:
+    """`value` forward, with the derivative of softmax(logits) as its derivative.
+
+    Equals sg(value) + (probs - sg(probs)) in value and gradient, but computes the softmax only
+    when differentiated: the imagined rollouts sample without needing it.
+    """
+    return value
+
+
+@straight_through.defjvp
+def _straight_through_jvp(primals, tangents):
+    value, logits = primals
+    _, dlogits = tangents
+    _, dprobs = jax.jvp(lambda x: jax.nn.softmax(x, -1), (logits,), (dlogits,))
+    return value, jnp.broadcast_to(dprobs, value.shape)
 
 
 def symexp_bins(n: int) -> Float[Array, ' n']:

@@ -113,6 +113,25 @@ def test_onehot_unimix_and_straight_through_gradient():
     np.testing.assert_allclose(grad, [0.16875, -0.16875], rtol=1e-5)
 
 
+def test_straight_through_equals_the_stop_gradient_form_without_its_forward_softmax():
+    logits = jax.random.normal(jax.random.PRNGKey(0), (3, 4, 5))
+    index = jax.random.randint(jax.random.PRNGKey(1), (2, 3, 4), 0, 5)
+    value = jax.nn.one_hot(index, 5)
+    weights = jax.random.normal(jax.random.PRNGKey(2), (2, 3, 4, 5))
+
+    def plain(logits):
+        probs = jax.nn.softmax(logits, -1)
+        sg = jax.lax.stop_gradient
+        return (weights * (sg(value) + (probs - sg(probs)))).sum()
+
+    custom = lambda logits: (weights * outs.straight_through(value, logits)).sum()
+    np.testing.assert_array_equal(custom(logits), plain(logits))
+    np.testing.assert_allclose(jax.grad(custom)(logits), jax.grad(plain)(logits), rtol=1e-6)
+    # Undifferentiated, the forward pass holds no exponential: the softmax is left out.
+    jaxpr = str(jax.make_jaxpr(lambda x: outs.straight_through(value, x))(logits))
+    assert 'exp' not in jaxpr, jaxpr
+
+
 def test_normal():
     out = outs.Normal(jnp.array([0.5]), jnp.array([2.0]))
     np.testing.assert_allclose(
