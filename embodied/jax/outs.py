@@ -312,11 +312,15 @@ def symexp_bins(n: int) -> Float[Array, ' n']:
     """n float32 bins spaced uniformly in symlog space over [-20, 20] (exact 0 for odd n)."""
     if n < 2:
         raise ValueError(f'TwoHot needs at least 2 bins, got {n}.')
-    if n % 2 == 1:
-        half = nets.symexp(jnp.linspace(-20, 0, (n - 1) // 2 + 1, dtype=f32))
-        return jnp.concatenate([half, -half[:-1][::-1]], 0)
-    half = nets.symexp(jnp.linspace(-20, 0, n // 2, dtype=f32))
-    return jnp.concatenate([half, -half[::-1]], 0)
+    # Evaluated while tracing (a deliberate transfer of a few constants), so compiled programs
+    # hold the bins as a constant. Computed inside them, XLA:CPU wrote the bins broadcast to the
+    # full (batch, bins) shape on every step.
+    with jax.ensure_compile_time_eval(), jax.transfer_guard('allow'):
+        if n % 2 == 1:
+            half = nets.symexp(jnp.linspace(-20, 0, (n - 1) // 2 + 1, dtype=f32))
+            return jnp.concatenate([half, -half[:-1][::-1]], 0)
+        half = nets.symexp(jnp.linspace(-20, 0, n // 2, dtype=f32))
+        return jnp.concatenate([half, -half[::-1]], 0)
 
 
 def twohot(x: Float[Array, '*batch'], bins: Float[Array, ' bins']) -> Float[Array, '*batch bins']:

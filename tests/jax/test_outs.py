@@ -25,6 +25,14 @@ def test_twohot_bins_debug_preset_and_default():
     # middle bins are both zero (symexp(0) and its negation).
     np.testing.assert_allclose(outs.symexp_bins(4), [-E20, 0, 0, E20], rtol=1e-6)
     np.testing.assert_allclose(outs.symexp_bins(6), [-E20, -E10, 0, 0, E10, E20], rtol=1e-6)
+    # Inside a traced program the bins are a constant computed while tracing (also under the
+    # train step's transfer guard), equal to what the same operations give at run time.
+    jaxpr = jax.make_jaxpr(lambda: outs.symexp_bins(255))()
+    assert not jaxpr.eqns, jaxpr
+    with jax.transfer_guard('disallow'):
+        traced = jax.jit(lambda: outs.symexp_bins(255))()
+    runtime = jax.jit(lambda: nets.symexp(jnp.linspace(-20, 0, 128, dtype=jnp.float32)))()
+    np.testing.assert_array_equal(traced[:128], runtime)
 
 
 def test_twohot_encoding_interpolates_in_raw_space():
