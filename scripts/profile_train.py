@@ -17,6 +17,10 @@ the full step, as a markdown table and (with --json) a JSON file:
 
     python scripts/profile_train.py --configs size1m --task dummy_disc --jax.platform cpu \
         --jax.compute_dtype float32
+
+With `--ops N` it also traces each stage with the JAX profiler and lists its N costliest XLA
+operations (milliseconds per call summed over threads, output shape, the JAX operation they
+came from), which is how to find the layer or copy that a stage loses its time in.
 """
 
 import argparse
@@ -28,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import ninjax as nj
 import numpy as np
+import xla_ops
 from bench_train import random_batch
 
 from dreamerv3 import config as configlib
@@ -65,7 +70,7 @@ class Stage:
 
 
 def measure(program, args, repeats):
-    """Compile seconds, XLA FLOPs and median seconds of a jitted program on fixed inputs."""
+    """Compile seconds, XLA FLOPs, median seconds and the compiled program, on fixed inputs."""
     start = time.time()
     compiled = jax.jit(program).lower(*args).compile()
     compile_s = time.time() - start
@@ -73,14 +78,14 @@ def measure(program, args, repeats):
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float((cost or {}).get('flops', float('nan')))
     if not repeats:  # FLOPs only.
-        return compile_s, flops, float('nan')
+        return compile_s, flops, float('nan'), compiled
     jax.block_until_ready(compiled(*args))
     durations = []
     for _ in range(repeats):
         start = time.time()
         jax.block_until_ready(compiled(*args))
         durations.append(time.time() - start)
-    return compile_s, flops, float(np.median(durations))
+    return compile_s, flops, float(np.median(durations)), compiled
 
 
 def build_stages(model, state, data):
@@ -172,6 +177,9 @@ def main():
     parser.add_argument('--repeats', type=int, default=5, help='timed runs; 0: FLOPs only')
     parser.add_argument('--json', type=pathlib.Path, default=None)
     parser.add_argument('--stages', default='', help='comma-separated subset of stage names')
+    parser.add_argument(
+        '--ops', type=int, default=0, help='also list the N costliest XLA ops of each stage'
+    )
     args, rest = parser.parse_known_args()
     config, _ = configlib.parse(['--logdir', '/tmp/profile_train', *rest])
     with jax.transfer_guard('allow'):
@@ -192,9 +200,16 @@ def profile(config, args):
     for stage, inputs in build_stages(model, state, data):
         if wanted and stage.name not in wanted:
             continue
-        compile_s, flops, seconds = measure(stage.program, (state, *inputs), args.repeats)
-        rows.append(dict(name=stage.name, compile_s=compile_s, flops=flops, seconds=seconds))
+        stage_args = (state, *inputs)
+        compile_s, flops, seconds, compiled = measure(stage.program, stage_args, args.repeats)
+        row = dict(name=stage.name, compile_s=compile_s, flops=flops, seconds=seconds)
         print(f'{stage.name}: {1000 * seconds:.1f} ms, {flops / 1e9:.2f} GFLOPs', flush=True)
+        if args.ops:
+            ops = xla_ops.op_table(compiled, stage_args, max(args.repeats, 1))
+            row['ops'] = ops[: args.ops]
+            print(f'The {args.ops} costliest XLA ops of {stage.name}, summed over threads:')
+            print(xla_ops.format_ops(ops, args.ops), flush=True)
+        rows.append(row)
     full = next((r['seconds'] for r in rows if r['name'] == 'train'), None)
     lossgrad = next((r for r in rows if r['name'] == 'loss+grad'), None)
     if full and lossgrad:

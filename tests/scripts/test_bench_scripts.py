@@ -49,11 +49,19 @@ def test_profile_train_reports_every_stage(tmp_path):
             'False',
             '--repeats',
             '1',
+            '--ops',
+            '3',
             '--json',
             str(tmp_path / 'profile.json'),
         ]
     )
     stages = json.loads((tmp_path / 'profile.json').read_text())['stages']
+    # Every timed stage lists its three costliest XLA ops, most expensive first.
+    for stage in stages[:-1]:
+        ms = [op['ms'] for op in stage['ops']]
+        assert len(ms) == 3 and ms == sorted(ms, reverse=True) and ms[0] > 0, stage
+        assert all(op['shape'] and op['calls'] > 0 for op in stage['ops']), stage
+    assert out.count('costliest XLA ops of') == len(stages) - 1
     names = [s['name'] for s in stages]
     assert names == [
         'enc',
