@@ -62,10 +62,23 @@ def test_twohot_loss_and_prediction():
         out.loss(jnp.array([1], jnp.int32))
 
 
+def test_twohot_prediction_is_the_expectation_for_any_bins():
+    logits = jax.random.normal(jax.random.PRNGKey(0), (8, 255)) * 3
+    for bins in (outs.symexp_bins(255), jnp.linspace(-1.0, 3.0, 255)):
+        expected = (jax.nn.softmax(logits, -1) * bins).sum(-1)
+        np.testing.assert_allclose(outs.TwoHot(logits, bins).pred(), expected, rtol=1e-5)
+        pred = jax.jit(lambda logits, bins: outs.TwoHot(logits, bins).pred())
+        np.testing.assert_allclose(pred(logits, bins), expected, rtol=1e-5)
+
+
 def test_untrained_twohot_predicts_exactly_zero():
     for n in (255, 5, 6):
         out = outs.TwoHot(jnp.zeros((3, n)), outs.symexp_bins(n))
         assert (np.asarray(out.pred()) == 0.0).all()
+        # Compiled, XLA may reorder the sum; mirrored bins must cancel in any order.
+        for shape in ((n,), (4, n), (64, 16, n)):
+            pred = jax.jit(lambda logits: outs.TwoHot(logits, outs.symexp_bins(n)).pred())
+            assert (np.asarray(pred(jnp.zeros(shape))) == 0.0).all(), (n, shape)
         loss = out.loss(jnp.array([0.0, 7.0, -1e6], jnp.float32))
         np.testing.assert_allclose(loss, np.log(n), rtol=1e-6)
 
