@@ -29,6 +29,7 @@ BANNER = r"""
 
 def main(argv=None):
     """Entry point of `python -m dreamerv3.main` and the `dreamerv3` console script."""
+    command_line = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     # Crashes print a coloured traceback when stderr is a terminal (plain text otherwise).
     colored_traceback.add_hook()
@@ -39,6 +40,10 @@ def main(argv=None):
     if help_text:
         print(help_text)
         return
+    if command_line:
+        # Only a process started from the command line is replaced; callers of main(argv) keep
+        # theirs.
+        relaunch_for_hugepages(config)
     print(BANNER)
     from embodied import SetupError
     from embodied.run.checkpoints import CheckpointError
@@ -50,6 +55,14 @@ def main(argv=None):
             run(config)
     except (configlib.ConfigError, CheckpointError, SetupError) as e:
         fail(str(e))
+
+
+def relaunch_for_hugepages(config):
+    """Start this command again with huge pages for XLA:CPU's buffers (`jax.hugepages`)."""
+    if config.jax.hugepages and config.jax.platform == 'cpu':
+        from embodied.core import hugepages
+
+        hugepages.relaunch()
 
 
 def fail(message):

@@ -20,6 +20,7 @@ import tqdm
 
 from dreamerv3 import config as configlib
 from dreamerv3 import factories
+from dreamerv3 import main as mainlib
 
 
 def random_batch(spaces, config, rng):
@@ -90,6 +91,7 @@ def main():
     parser.add_argument('--policy-calls', type=int, default=50)
     args, rest = parser.parse_known_args()
     config, _ = configlib.parse(['--logdir', '/tmp/bench_train', *rest])
+    mainlib.relaunch_for_hugepages(config)
     start = time.time()
     agent = factories.make_factories(config)['make_agent']()
     import jax  # after the agent configured JAX

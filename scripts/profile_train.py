@@ -182,6 +182,7 @@ def main():
     )
     args, rest = parser.parse_known_args()
     config, _ = configlib.parse(['--logdir', '/tmp/profile_train', *rest])
+    mainlib.relaunch_for_hugepages(config)
     with jax.transfer_guard('allow'):
         rows = profile(config, args)
     print(f'profiled {len(rows)} stages of batch {config.batch_size}x{config.batch_length}')

@@ -1,5 +1,6 @@
 """The command line rejects bad input with exit status 2, a clear message and no traceback."""
 
+import os
 import subprocess
 import sys
 
@@ -75,3 +76,17 @@ def test_bad_script_settings_exit_2_before_creating_the_logdir(tmp_path, flags, 
     assert message in result.stderr
     assert 'Traceback' not in result.stderr + result.stdout
     assert not logdir.exists()
+
+
+@pytest.mark.parametrize('flag', ['True', 'False'])
+def test_cpu_runs_restart_once_for_huge_pages_unless_turned_off(tmp_path, flag):
+    from embodied.core import hugepages
+
+    applies = hugepages.would_help(os.environ, hugepages.thp_mode(), hugepages.glibc_version())
+    flags = ('--configs', 'debug', '--jax.platform', 'cpu', '--task', 'foo_bar')
+    result = run(*flags, '--jax.hugepages', flag, '--logdir', str(tmp_path / 'run'))
+    # The restarted command goes on as before: here to the bad-task error.
+    assert result.returncode == 2 and "Unknown environment suite 'foo'" in result.stderr
+    restarts = result.stdout.count('Restarting with GLIBC_TUNABLES=glibc.malloc.hugetlb=1')
+    assert restarts == (1 if applies and flag == 'True' else 0)
+    assert result.stdout.count('|___/|_|') == 1

@@ -25,6 +25,7 @@ ADDED_KEYS = {
     'jax.ckpt_chunksize': -1,
     'jax.precompile': True,
     'jax.compile_times': '~/.cache/dreamerv3/compile_times.json',
+    'jax.hugepages': True,
     'env.atari.length': 108000,
     'env.dmc.log_image': False,
     'env.loconav.log_image': False,

@@ -6,6 +6,7 @@ settings the running backend cannot honour raises a RuntimeError instead of sile
 ignoring them.
 """
 
+import functools
 import os
 import re
 import subprocess
@@ -194,6 +195,19 @@ def _check_running_backend(platform, mock_devices, env):
                 )
 
 
+@functools.cache
+def _hint_hugepages():
+    # The command line restarts itself with the tunable (embodied.core.hugepages); a process
+    # started otherwise can only be told how to get it.
+    from embodied.core import hugepages
+
+    if hugepages.would_help(os.environ, hugepages.thp_mode(), hugepages.glibc_version()):
+        print(
+            f'Note: XLA:CPU trains faster with GLIBC_TUNABLES={hugepages.TUNABLE} set before '
+            'Python starts (huge pages for its buffers); the dreamerv3 command line sets it.'
+        )
+
+
 def setup(
     platform: str | None = None,
     compute_dtype: str | Any = 'bfloat16',
@@ -212,6 +226,7 @@ def setup(
     num_processes: int = 1,
     coordinator_address: str = '',
     compilation_cache: bool = True,
+    hugepages: bool = True,
 ) -> None:
     """Configure JAX for this process (flags, platform, multi-host) and set nets.COMPUTE_DTYPE."""
     dtype = _resolve_dtype(compute_dtype)
@@ -230,6 +245,8 @@ def setup(
             jax.config.update('jax_platforms', platform)
     if deterministic:
         os.environ['TF_CUDNN_DETERMINISTIC'] = '1'
+    if hugepages and platform == 'cpu':
+        _hint_hugepages()
 
     jax.config.update('jax_disable_most_optimizations', bool(debug))
     jax.config.update('jax_disable_jit', not jit)
