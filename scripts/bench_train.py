@@ -7,12 +7,14 @@ configured shape and times `agent.train` after a warm-up, printing JSON:
     python scripts/bench_train.py --configs atari size12m --jax.platform cuda --updates 50
 
 With `--policy-envs N` it also reports the median milliseconds of one `agent.policy` call for
-N environments after compilation (`policy_ms`).
+N environments after compilation (`policy_ms`). It also reports the page faults and the user
+and system CPU seconds of the process per timed update.
 """
 
 import argparse
 import json
 import platform
+import resource
 import time
 
 import numpy as np
@@ -69,6 +71,15 @@ def time_updates(agent, carry, batches, updates, progress=False):
     return carry, durations
 
 
+def per_update(before, after, updates):
+    """Page faults and CPU seconds (user, system) of the process per timed update."""
+    return dict(
+        minor_faults_per_update=round((after.ru_minflt - before.ru_minflt) / updates),
+        user_s_per_update=round((after.ru_utime - before.ru_utime) / updates, 3),
+        sys_s_per_update=round((after.ru_stime - before.ru_stime) / updates, 3),
+    )
+
+
 def time_policy(agent, envs, calls, rng):
     """Median seconds of one policy call for `envs` environments, after three warm-up calls."""
     carry = agent.init_policy(envs)
@@ -105,7 +116,9 @@ def main():
     for i in range(args.warmup):
         carry, _, _ = agent.train(carry, batches[i % 2])
     warmup = time.time() - start
+    before = resource.getrusage(resource.RUSAGE_SELF)
     carry, durations = time_updates(agent, carry, batches, args.updates, progress=True)
+    usage = per_update(before, resource.getrusage(resource.RUSAGE_SELF), args.updates)
     extra = {}
     if args.policy_envs:
         seconds = time_policy(agent, args.policy_envs, args.policy_calls, rng)
@@ -124,6 +137,7 @@ def main():
                 replayed_steps_per_s=round(
                     config.batch_size * config.batch_length / float(np.median(durations)), 1
                 ),
+                **usage,
                 **extra,
             )
         )

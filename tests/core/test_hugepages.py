@@ -70,3 +70,21 @@ def test_relaunch_replaces_the_process_once_with_the_tunable():
         assert restarts == [] and len(pids) == 1
     preset = run_python(code, {**HERE, 'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=1'})
     assert 'Restarting' not in preset.stdout and preset.stdout.count('pid ') == 1
+
+
+@pytest.mark.parametrize('enabled', [True, False])
+def test_jax_setup_says_how_to_get_huge_pages_when_started_without(enabled):
+    code = (
+        'from embodied.jax import setup\n'
+        f'setup.setup(platform="cpu", compute_dtype="float32", hugepages={enabled})\n'
+        f'setup.setup(platform="cpu", compute_dtype="float32", hugepages={enabled})\n'
+    )
+    env = {k: v for k, v in HERE.items() if k != 'GLIBC_TUNABLES'}
+    result = run_python(code, env)
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.count('Note: XLA:CPU trains faster with GLIBC_TUNABLES')
+    applies = hugepages.would_help(env, hugepages.thp_mode(), hugepages.glibc_version())
+    # Once per process, however often setup() runs.
+    assert notes == (1 if enabled and applies else 0)
+    preset = run_python(code, {**env, 'GLIBC_TUNABLES': hugepages.TUNABLE})
+    assert 'Note:' not in preset.stdout

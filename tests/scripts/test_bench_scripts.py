@@ -39,6 +39,17 @@ def test_bench_gpu_tiny_cpu_mode_writes_table_and_json(tmp_path):
 
 
 @pytest.mark.slow
+def test_bench_train_reports_time_faults_and_cpu_seconds_per_update():
+    out = run([sys.executable, 'scripts/bench_train.py', *TINY, '--updates', '2', '--warmup', '1'])
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result['batch'] == [2, 4] and result['sec_per_update'] > 0
+    assert result['replayed_steps_per_s'] == pytest.approx(8 / result['sec_per_update'], rel=0.01)
+    assert result['minor_faults_per_update'] >= 0
+    # Two waited-for updates use CPU time, which the process accounts to itself.
+    assert result['user_s_per_update'] + result['sys_s_per_update'] > 0
+
+
+@pytest.mark.slow
 def test_profile_train_reports_every_stage(tmp_path):
     out = run(
         [
