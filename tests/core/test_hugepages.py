@@ -76,8 +76,8 @@ def test_relaunch_replaces_the_process_once_with_the_tunable():
 def test_jax_setup_says_how_to_get_huge_pages_when_started_without(enabled):
     code = (
         'from embodied.jax import setup\n'
-        f'setup.setup(platform="cpu", compute_dtype="float32", hugepages={enabled})\n'
-        f'setup.setup(platform="cpu", compute_dtype="float32", hugepages={enabled})\n'
+        f'setup(platform="cpu", compute_dtype="float32", hugepages={enabled})\n'
+        f'setup(platform="cpu", compute_dtype="float32", hugepages={enabled})\n'
     )
     env = {k: v for k, v in HERE.items() if k != 'GLIBC_TUNABLES'}
     result = run_python(code, env)
