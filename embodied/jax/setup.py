@@ -204,7 +204,8 @@ def _hint_hugepages():
     if hugepages.would_help(os.environ, hugepages.thp_mode(), hugepages.glibc_version()):
         print(
             f'Note: XLA:CPU trains faster with GLIBC_TUNABLES={hugepages.TUNABLE} set before '
-            'Python starts (huge pages for its buffers); the dreamerv3 command line sets it.'
+            'Python starts (huge pages for its buffers); the dreamerv3 command line sets it.',
+            file=sys.stderr,
         )
 
 

@@ -82,9 +82,9 @@ def test_jax_setup_says_how_to_get_huge_pages_when_started_without(enabled):
     env = {k: v for k, v in HERE.items() if k != 'GLIBC_TUNABLES'}
     result = run_python(code, env)
     assert result.returncode == 0, result.stderr
-    notes = result.stdout.count('Note: XLA:CPU trains faster with GLIBC_TUNABLES')
+    notes = result.stderr.count('Note: XLA:CPU trains faster with GLIBC_TUNABLES')
     applies = hugepages.would_help(env, hugepages.thp_mode(), hugepages.glibc_version())
     # Once per process, however often setup() runs.
     assert notes == (1 if enabled and applies else 0)
     preset = run_python(code, {**env, 'GLIBC_TUNABLES': hugepages.TUNABLE})
-    assert 'Note:' not in preset.stdout
+    assert 'Note:' not in preset.stderr
