@@ -1,6 +1,5 @@
 """The command line rejects bad input with exit status 2, a clear message and no traceback."""
 
-import os
 import subprocess
 import sys
 
@@ -82,7 +81,7 @@ def test_bad_script_settings_exit_2_before_creating_the_logdir(tmp_path, flags, 
 def test_cpu_runs_restart_once_for_huge_pages_unless_turned_off(tmp_path, flag):
     from embodied.core import hugepages
 
-    applies = hugepages.would_help(os.environ, hugepages.thp_mode(), hugepages.glibc_version())
+    applies = hugepages.applies()
     flags = ('--configs', 'debug', '--jax.platform', 'cpu', '--task', 'foo_bar')
     result = run(*flags, '--jax.hugepages', flag, '--logdir', str(tmp_path / 'run'))
     # The restarted command goes on as before: here to the bad-task error.

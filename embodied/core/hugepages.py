@@ -48,6 +48,11 @@ def would_help(env: Mapping[str, str], mode: str, glibc: tuple[int, int] | None)
     return TUNABLE_NAME not in env.get('GLIBC_TUNABLES', '')
 
 
+def applies(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether a restart with the tunable would change anything on this machine, for `env`."""
+    return would_help(env, thp_mode(), glibc_version())
+
+
 def with_tunable(env: Mapping[str, str]) -> dict[str, str]:
     """A copy of `env` whose GLIBC_TUNABLES also holds the huge page tunable."""
     current = env.get('GLIBC_TUNABLES', '')
@@ -61,7 +66,7 @@ def relaunch() -> None:
     process image is replaced, so nothing done before it survives.
     """
     argv = getattr(sys, 'orig_argv', None)
-    if not argv or not would_help(os.environ, thp_mode(), glibc_version()):
+    if not argv or not applies():
         return
     print(
         f'Restarting with GLIBC_TUNABLES={TUNABLE}, so large host buffers use transparent huge '

@@ -201,7 +201,7 @@ def _hint_hugepages():
     # started otherwise can only be told how to get it.
     from embodied.core import hugepages
 
-    if hugepages.would_help(os.environ, hugepages.thp_mode(), hugepages.glibc_version()):
+    if hugepages.applies():
         print(
             f'Note: XLA:CPU trains faster with GLIBC_TUNABLES={hugepages.TUNABLE} set before '
             'Python starts (huge pages for its buffers); the dreamerv3 command line sets it.',

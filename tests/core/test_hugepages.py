@@ -9,7 +9,7 @@ import pytest
 from embodied.core import hugepages
 
 HERE = os.environ.copy()
-APPLIES = hugepages.would_help(HERE, hugepages.thp_mode(), hugepages.glibc_version())
+APPLIES = hugepages.applies(HERE)
 
 
 def test_thp_mode_reads_the_bracketed_choice(tmp_path):
@@ -83,7 +83,7 @@ def test_jax_setup_says_how_to_get_huge_pages_when_started_without(enabled):
     result = run_python(code, env)
     assert result.returncode == 0, result.stderr
     notes = result.stderr.count('Note: XLA:CPU trains faster with GLIBC_TUNABLES')
-    applies = hugepages.would_help(env, hugepages.thp_mode(), hugepages.glibc_version())
+    applies = hugepages.applies(env)
     # Once per process, however often setup() runs.
     assert notes == (1 if enabled and applies else 0)
     preset = run_python(code, {**env, 'GLIBC_TUNABLES': hugepages.TUNABLE})
