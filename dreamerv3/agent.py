@@ -572,7 +572,13 @@ def openloop_video(true, pred):
 
 
 class Agent(ej.Agent):
-    """DreamerV3 agent: the JAX agent wrapper around `Model` (interfaces: dreamerv3.agent)."""
+    """DreamerV3: the jitted, sharded JAX agent around `Model`, built from a run's config.
 
-    def __init__(self, obs_space, act_space, config):
-        super().__init__(Model, obs_space, act_space, config)
+    The agent reads the run's `jax` section and batch shape; the model reads its own `agent`
+    section and `replay_context`.
+    """
+
+    def __init__(self, obs_space: dict, act_space: dict, config: elements.Config):
+        model_config = elements.Config(**config.agent, replay_context=config.replay_context)
+        model_fn = lambda obs_space, act_space: Model(obs_space, act_space, model_config)
+        super().__init__(model_fn, obs_space, act_space, config)

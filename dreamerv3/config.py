@@ -9,8 +9,6 @@ import re
 import elements
 import ruamel.yaml as yaml
 
-from embodied.run import scripts as scriptlib
-
 # Keys with a character outside this set are regular expressions over the flat keys.
 PLAIN_KEY = re.compile(r'^[A-Za-z0-9_.\-]+$')
 # Values of logger.terminal: a progress display, or that plus the metrics block.
@@ -154,8 +152,11 @@ def apply_flags(config, argv):
     return config
 
 
-def finalize(config, environ=None):
-    """Resolve {timestamp} and ~ in the logdir and the replica from the cluster env."""
+def finalize(config, environ=None, scripts=None):
+    """Resolve {timestamp} and ~ in the logdir and the replica from the cluster env.
+
+    `scripts`, the names `--script` accepts, are checked when given.
+    """
     environ = os.environ if environ is None else environ
     logdir = config.logdir.format(timestamp=elements.timestamp())
     config = config.update(logdir=os.path.abspath(os.path.expanduser(logdir)))
@@ -165,9 +166,11 @@ def finalize(config, environ=None):
             config = config.update(replica=int(value))
         except ValueError as e:
             raise ConfigError(f'JOB_COMPLETION_INDEX must be an integer, got {value!r}.') from e
-    if config.script not in scriptlib.TABLE:
-        names = ', '.join(scriptlib.TABLE)
-        raise ConfigError(f"Unknown script '{config.script}'. Valid scripts: {names}.")
+    if scripts is not None and config.script not in scripts:
+        close = difflib.get_close_matches(config.script, list(scripts), n=3)
+        hint = f' Did you mean {", ".join(close)}?' if close else ''
+        names = ', '.join(scripts)
+        raise ConfigError(f"Unknown script '{config.script}'.{hint} Valid scripts: {names}.")
     if config.run.keep_checkpoints < 1:
         raise ConfigError(
             f'--run.keep_checkpoints must be at least 1, got {config.run.keep_checkpoints}; '
@@ -203,10 +206,14 @@ def multihost(config):
     return config
 
 
-def help_text(presets, config):
-    """Usage, preset names and every key with its value and type."""
+def help_text(presets, config, scripts=None):
+    """Usage, preset names, the scripts with their summaries and every key with its value."""
     names = ', '.join(name for name in presets if name != 'defaults')
-    lines = [USAGE, f'presets: {names}', '', 'scripts (--script):', *scriptlib.help_lines()]
+    lines = [USAGE, f'presets: {names}']
+    if scripts:
+        width = max(len(name) for name in scripts)
+        lines += ['', 'scripts (--script):']
+        lines += [f'  {name.ljust(width)}  {summary}' for name, summary in scripts.items()]
     lines += ['', 'keys (after the selected presets):']
     width = max(len(k) for k in config.flat)
     for key, value in config.flat.items():
@@ -214,15 +221,19 @@ def help_text(presets, config):
     return '\n'.join(lines)
 
 
-def parse(argv, environ=None):
-    """Turn command-line arguments into the resolved config (or raise ConfigError)."""
+def parse(argv, scripts=None, environ=None):
+    """Turn command-line arguments into (config, None), or (None, help text) for --help.
+
+    `scripts` maps the names `--script` accepts to their summaries, for checking and --help.
+    Bad input raises ConfigError.
+    """
     presets = load_presets()
     names, rest = split_configs(argv)
     config = merge_presets(presets, names)
     if any(arg in ('-h', '--help') for arg in rest):
-        return None, help_text(presets, config)
+        return None, help_text(presets, config, scripts)
     config = apply_flags(config, rest)
-    return finalize(config, environ), None
+    return finalize(config, environ, scripts), None
 
 
 def config_diff(old, new, prefixes=('',)):

@@ -1,23 +1,34 @@
-"""Command line: parse the config, build the factories and dispatch to a run script."""
+"""Command line: parse the config, check it, then run the script it names.
 
-import contextlib
+`python -m dreamerv3.main` (and the `dreamerv3` console script) go through `main`, top to bottom:
+parse the presets and flags into one config, look the script up in `SCRIPTS`, check what can be
+checked without side effects, lock the logdir and write its `config.yaml`, then call
+`script.run(config, make_agent)`. The config is handed on whole: scripts read `config.run`,
+the replay `config.replay`, the agent `config.agent` and `config.jax`.
+"""
+
+import dataclasses
 import functools
 import sys
+from collections.abc import Callable
 
 import colored_traceback
 import elements
 
-from . import config as configlib
-from .factories import (  # noqa: F401 (callers import them from main, too)
-    SHARED_KEYS,
-    make_agent,
-    make_args,
-    make_env,
-    make_factories,
-    make_logger,
-    make_replay,
-    make_stream,
+from embodied.core.base import SetupError
+from embodied.envs import registry
+from embodied.run import (
+    checkpoints,
+    eval_only,
+    lock,
+    parallel,
+    train,
+    train_eval,
+    train_offline,
 )
+
+from . import config as configlib
+from . import replay_layout
 
 BANNER = r"""
   ___                        __   ______
@@ -27,124 +38,137 @@ BANNER = r"""
 """
 
 
-def main(argv=None):
+@dataclasses.dataclass(frozen=True)
+class Script:
+    """One `--script` choice: `run(config, make_agent)` and what main checks before it."""
+
+    run: Callable
+    summary: str
+    # Locks the logdir and writes config.yaml there (roles started on other machines do not).
+    owns_logdir: bool = True
+    # Steps environments of the configured task, so the task is checked first.
+    needs_task: bool = True
+    # Builds the agent, so the JAX platform is checked first.
+    builds_agent: bool = True
+    # Raises on settings that cannot work, before anything is written.
+    check: Callable | None = None
+
+
+SCRIPTS = {
+    'train': Script(
+        train.train,
+        'act in run.envs environments and train from replay in one process (the default)',
+    ),
+    'train_eval': Script(
+        train_eval.train_eval,
+        'like train, plus run.eval_envs evaluation environments on the report clock',
+    ),
+    'train_offline': Script(
+        train_offline.train_offline,
+        'train for run.offline_updates updates from the replay folder run.from_replay, '
+        'without stepping environments',
+        check=train_offline.check,
+    ),
+    'eval_only': Script(
+        eval_only.eval_only,
+        'run the policy of run.from_checkpoint and record episodes and videos',
+        check=eval_only.check,
+    ),
+    'parallel': Script(
+        parallel.parallel,
+        'actor, learner, replay, logger and environments in separate processes',
+    ),
+    'parallel_env': Script(
+        parallel.parallel_env,
+        'one env role of a parallel run (env id = replica)',
+        owns_logdir=False,
+        builds_agent=False,
+    ),
+    'parallel_envs': Script(
+        parallel.parallel_envs,
+        'the env roles of a parallel run on this machine',
+        owns_logdir=False,
+        builds_agent=False,
+    ),
+    'parallel_replay': Script(
+        parallel.parallel_replay,
+        'the replay role of a parallel run',
+        owns_logdir=False,
+        needs_task=False,
+        builds_agent=False,
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
     """Entry point of `python -m dreamerv3.main` and the `dreamerv3` console script."""
-    command_line = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     # Crashes print a coloured traceback when stderr is a terminal (plain text otherwise).
     colored_traceback.add_hook()
+    summaries = {name: script.summary for name, script in SCRIPTS.items()}
     try:
-        config, help_text = configlib.parse(argv)
+        config, help_text = configlib.parse(argv, summaries)
     except configlib.ConfigError as e:
         fail(f'{e}\nRun with --help to list the presets and keys.')
     if help_text:
         print(help_text)
         return
-    if command_line:
-        # Only a process started from the command line is replaced; callers of main(argv) keep
-        # theirs.
-        relaunch_for_hugepages(config)
+    script = SCRIPTS[config.script]
     print(BANNER)
-    from embodied import SetupError
-    from embodied.run.checkpoints import CheckpointError
-
     try:
         # Settings that cannot work fail here, before the logdir or its config.yaml exist.
-        check_setup(config)
-        with lock_logdir(config):
-            run(config)
-    except (configlib.ConfigError, CheckpointError, SetupError) as e:
+        check(config, script)
+        if not script.owns_logdir:
+            start_portal(config)
+            script.run(config, make_agent)
+            return
+        with lock.acquire(config.logdir):
+            previous = write_config(config)
+            start_portal(config)
+            try:
+                script.run(config, make_agent)
+            except checkpoints.CheckpointError as e:
+                if previous is not None and not isinstance(e, checkpoints.SaveFailed):
+                    # The logdir belongs to another config: keep its config.yaml as it was.
+                    (elements.Path(config.logdir) / 'config.yaml').write_text(previous)
+                raise
+    except (configlib.ConfigError, checkpoints.CheckpointError, SetupError) as e:
         fail(str(e))
 
 
-def relaunch_for_hugepages(config):
-    """Start this command again with huge pages for XLA:CPU's buffers (`jax.hugepages`)."""
-    if config.jax.hugepages and config.jax.platform == 'cpu':
-        from embodied.core import hugepages
+def make_agent(config: elements.Config):
+    """The agent for the spaces of environment 0: DreamerV3, or random with `random_agent`."""
+    import embodied
 
-        hugepages.relaunch()
+    env = registry.make_env(config, 0)
+    obs_space = {k: v for k, v in env.obs_space.items() if not k.startswith('log/')}
+    act_space = {k: v for k, v in env.act_space.items() if k != 'reset'}
+    env.close()
+    if config.random_agent:
+        return embodied.RandomAgent(obs_space, act_space)
+    from .agent import Agent
 
-
-def fail(message):
-    """Print a command-line error without a traceback and exit with status 2."""
-    print(f'dreamerv3: error: {message}', file=sys.stderr)
-    sys.exit(2)
-
-
-def run(config):
-    """Write config.yaml, set up portal and start the script the config names."""
-    import portal
-
-    from embodied.run import scripts
-    from embodied.run.checkpoints import CheckpointError, SaveFailed
-
-    logdir = elements.Path(config.logdir)
-    previous = None
-    if writes_logdir(config.script):
-        logdir.mkdir()
-        if (logdir / 'config.yaml').exists():
-            previous = (logdir / 'config.yaml').read_text()
-            report_changes(config, logdir / 'config.yaml')
-        config.save(logdir / 'config.yaml')
-        print('Logdir:', logdir)
-    errfile = logdir / 'error' if config.errfile else None
-    if errfile and errfile.exists():
-        # portal stops every process at once while an error file of an earlier run exists.
-        errfile.remove()
-    portal.setup(
-        errfile=errfile,
-        ipv6=config.ipv6,
-        initfns=[functools.partial(init_timer, config.logger.timer)],
-    )
-
-    fns = make_factories(config)
-    args = make_args(config)
-    try:
-        return scripts.call(scripts.get(config.script), fns, args)
-    except SaveFailed:
-        raise
-    except CheckpointError:
-        if previous is not None:
-            # The logdir belongs to another config: keep its config.yaml as it was.
-            (logdir / 'config.yaml').write_text(previous)
-        raise
+    return Agent(obs_space, act_space, config)
 
 
-def writes_logdir(script):
-    """Whether a script writes config, metrics and checkpoints to the logdir (and locks it)."""
-    from embodied.run import scripts
-
-    return scripts.get(script).owns_logdir
-
-
-def lock_logdir(config):
-    """The exclusive lock of the logdir for scripts that write it; a second run exits 2."""
-    from embodied.run import lock
-
-    return lock.acquire(config.logdir) if writes_logdir(config.script) else contextlib.nullcontext()
-
-
-def check_setup(config):
-    """Check the task, the JAX platform and the checkpoint to evaluate, without side effects."""
-    from embodied.run import scripts
-
-    script = scripts.get(config.script)
+def check(config: elements.Config, script: Script) -> None:
+    """Check the task, the JAX platform and the script's own settings, without side effects."""
     if script.needs_task:
-        check_task(config.task)
+        registry.check_task(config.task)
     if script.builds_agent and not config.random_agent:
-        check_platform(config.jax.platform)
-    scripts.check(script, make_args(config))
+        check_cuda(config.jax.platform)
+        check_replays(config)
+    if script.check:
+        script.check(config)
 
 
-def check_platform(platform):
+def check_cuda(platform: str) -> None:
     """Fail on a CUDA platform without the CUDA build of JAX or a driver, without starting JAX.
 
     Starting a backend here would reserve GPU memory in the parent of the `parallel` roles.
     """
     import ctypes
     import importlib.util
-
-    from embodied import SetupError
 
     if platform not in ('cuda', 'gpu'):
         return
@@ -164,30 +188,34 @@ def check_platform(platform):
     )
 
 
-def check_task(task):
-    """Fail early, with one line, on an unknown suite or a suite whose package is missing."""
-    from embodied.envs import registry
-
-    if '_' not in task:
-        raise configlib.ConfigError(
-            f"Task '{task}' must look like <suite>_<name>, e.g. atari_pong or dmc_walker_walk."
-        )
-    try:
-        registry.load(task.split('_', 1)[0])
-        registry.check_name(*task.split('_', 1))
-    except (registry.MissingSuiteError, ValueError) as e:
-        raise configlib.ConfigError(str(e)) from e
+def check_replays(config: elements.Config) -> None:
+    """Stop before compiling when a replay the run trains on holds chunks of an earlier layout."""
+    logdir = elements.Path(config.logdir)
+    folders = [logdir / name for name in ('replay', 'eval_replay', 'replay_eval')]
+    if config.replicas > 1:
+        folders = [folder / f'{config.replica:05}' for folder in folders]
+    if config.run.from_replay:
+        folders.append(elements.Path(config.run.from_replay))
+    for folder in folders:
+        replay_layout.check_folder(folder, config.jax.compute_dtype)
 
 
-def init_timer(enabled):
-    """Enable or disable the global section timer (runs in every spawned process too)."""
-    elements.timer.global_timer.enabled = enabled
+def write_config(config: elements.Config) -> str | None:
+    """Write `<logdir>/config.yaml`, saying what changed; returns the earlier one's text."""
+    logdir = elements.Path(config.logdir)
+    logdir.mkdir()
+    path = logdir / 'config.yaml'
+    previous = None
+    if path.exists():
+        previous = path.read_text()
+        report_changes(config, path)
+    config.save(path)
+    print('Logdir:', logdir)
+    return previous
 
 
-def report_changes(config, path):
+def report_changes(config: elements.Config, path: elements.Path) -> None:
     """Print how the config differs from the one an earlier run left in the logdir."""
-    if not path.exists():
-        return
     try:
         old = elements.Config.load(path)
     except Exception as e:
@@ -198,6 +226,32 @@ def report_changes(config, path):
         print(f'Resuming {path.parent} with a changed config:')
         for key, before, after in diffs:
             print(f'  {key}: {before!r} -> {after!r}')
+
+
+def start_portal(config: elements.Config) -> None:
+    """Set up portal, which starts the env workers and the parallel roles."""
+    import portal
+
+    errfile = elements.Path(config.logdir) / 'error' if config.errfile else None
+    if errfile and errfile.exists():
+        # portal stops every process at once while an error file of an earlier run exists.
+        errfile.remove()
+    portal.setup(
+        errfile=errfile,
+        ipv6=config.ipv6,
+        initfns=[functools.partial(init_timer, config.logger.timer)],
+    )
+
+
+def init_timer(enabled: bool) -> None:
+    """Enable or disable the global section timer (runs in every spawned process too)."""
+    elements.timer.global_timer.enabled = enabled
+
+
+def fail(message: str) -> None:
+    """Print a command-line error without a traceback and exit with status 2."""
+    print(f'dreamerv3: error: {message}', file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == '__main__':

@@ -64,7 +64,9 @@ def load_policy(
     # Configs of older runs may lack some of these keys; they keep their defaults then.
     local = {k: v for k, v in LOCAL_JAX.items() if k in config.flat}
     config = config.update({**local, 'jax.platform': platform or '', 'logdir': str(logdir)})
-    agent = _factories().make_agent(config)
+    from .main import make_agent
+
+    agent = make_agent(config)
     # Given a logdir, this falls back to an older checkpoint when the newest does not verify.
     checkpoints.load_agent(agent, path)
     return Policy(agent, config, folder, batch, mode)
@@ -137,7 +139,9 @@ class Policy:
     def make_env(self, index: int = 0, task: str | None = None, **overrides):
         """Environment `index` of the run's task (or of `task`), wrapped as in training."""
         config = self.config.update(task=task) if task else self.config
-        return _factories().make_env(config, index, **overrides)
+        from embodied.envs import registry
+
+        return registry.make_env(config, index, **overrides)
 
     def _prepare(self, obs):
         missing = sorted(set(self.obs_space) - set(obs))
@@ -160,9 +164,3 @@ class Policy:
                 )
             result[key] = value.astype(space.dtype, copy=False)
         return result
-
-
-def _factories():
-    from . import factories
-
-    return factories

@@ -11,15 +11,12 @@ the latent state the model had there. The model computes `deter` in the compute 
   them.
 
 Both are lossless: the agent rebuilds the very arrays the model produced. Replays written with
-the earlier layout (float32 `deter`, float32 one-hot `stoch`) are converted when they are
-loaded, by `upgrade_directory`; `python -m dreamerv3.replay_layout FOLDER` converts a folder
-by hand (e.g. the read-only source of `train_offline`). This module uses numpy only, so replay
-processes need no JAX.
+the earlier layout (float32 `deter`, float32 one-hot `stoch`) are converted on request, by
+`python -m dreamerv3.tools.upgrade_replay FOLDER` (`upgrade_directory`); a run that finds such
+chunks stops before compiling and names that command (`check_folder`). This module uses numpy
+only, so replay processes need no JAX.
 """
 
-import argparse
-import os
-import sys
 import time
 
 import elements
@@ -111,14 +108,14 @@ def upgrade_directory(directory, compute_dtype, log=print) -> int:
     Each file is replaced atomically by a chunk with the same name and compact arrays, so a
     replay directory of an earlier version (or of another compute dtype) loads and trains.
     """
-    from embodied.core import chunk as chunklib
+    from embodied.core import chunks as chunklib
 
     if directory is None:
         return 0  # a replay in memory only
     directory = elements.Path(directory)
     if not directory.exists():
         return 0
-    paths = [p for p in sorted(directory.glob('*.npz')) if _stale(p, compute_dtype)]
+    paths = [p for p in sorted(directory.glob('*.npz')) if is_stale(p, compute_dtype)]
     if not paths:
         return 0
     name = dtype_name(compute_dtype)
@@ -147,7 +144,27 @@ def upgrade_directory(directory, compute_dtype, log=print) -> int:
     return len(paths)
 
 
-def _stale(path, compute_dtype) -> bool:
+def check_folder(directory, compute_dtype) -> None:
+    """Raise SetupError, naming the command that converts them, when a replay folder holds
+    chunks in another layout; reads the array headers of its newest chunk file only."""
+    from embodied.core.base import SetupError
+
+    directory = elements.Path(directory)
+    if not directory.isdir():
+        return
+    newest = max(directory.glob('*.npz'), key=lambda p: p.name, default=None)
+    if newest is None or not is_stale(newest, compute_dtype):
+        return
+    name = dtype_name(compute_dtype)
+    option = '' if name == 'bfloat16' else f' --compute_dtype {name}'
+    raise SetupError(
+        f'The replay in {directory} holds chunks of an earlier layout (float32 or one-hot '
+        f'latents); convert them once with: python -m dreamerv3.tools.upgrade_replay '
+        f'{directory}{option}'
+    )
+
+
+def is_stale(path, compute_dtype) -> bool:
     """Whether a chunk file holds a model entry in another layout (reads only array headers)."""
     import zipfile
 
@@ -178,24 +195,3 @@ def _float_dtype(name: str) -> np.dtype:
 
         return np.dtype(ml_dtypes.bfloat16)
     return np.dtype(name)
-
-
-def main(argv=None) -> int:
-    """Convert the chunk files of a replay folder to the compact layout, in place."""
-    parser = argparse.ArgumentParser(
-        prog='python -m dreamerv3.replay_layout', description=main.__doc__
-    )
-    parser.add_argument('folder', help='a replay folder, e.g. ~/logdir/pong/replay')
-    parser.add_argument('--compute_dtype', default='bfloat16', choices=COMPUTE_DTYPES)
-    args = parser.parse_args(argv)
-    folder = elements.Path(os.path.expanduser(args.folder))
-    if not folder.exists() or not list(folder.glob('*.npz')):
-        print(f"replay_layout: error: no chunk files (*.npz) in '{folder}'.", file=sys.stderr)
-        return 2
-    if not upgrade_directory(folder, args.compute_dtype):
-        print(f'Replay {folder}: every chunk file already has the compact layout.')
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

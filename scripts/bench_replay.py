@@ -11,25 +11,25 @@ import time
 
 import numpy as np
 
-from embodied.core import selectors
+from embodied.core import sampling
 from embodied.core.replay import Replay
 
 
 def make_selector(name, capacity, seed):
     """The selector a config would build under this name."""
-    prio = lambda: selectors.Prioritized(
+    prio = lambda: sampling.Prioritized(
         exponent=0.8, initial='inf', zero_on_sample=True, maxfrac=0.5, seed=seed
     )
-    recency = lambda: selectors.Recency(1 / np.arange(1, capacity + 1) ** 1.0, seed=seed)
+    recency = lambda: sampling.Recency(1 / np.arange(1, capacity + 1) ** 1.0, seed=seed)
     if name == 'uniform':
-        return selectors.Uniform(seed)
+        return sampling.Uniform(seed)
     if name == 'prioritized':
         return prio()
     if name == 'recency':
         return recency()
     if name == 'mixture':
-        return selectors.Mixture(
-            {'uniform': selectors.Uniform(seed), 'priority': prio(), 'recency': recency()},
+        return sampling.Mixture(
+            {'uniform': sampling.Uniform(seed), 'priority': prio(), 'recency': recency()},
             {'uniform': 0.5, 'priority': 0.3, 'recency': 0.2},
             seed=seed,
         )

@@ -35,27 +35,28 @@ def measure(argv):
 
     import dreamerv3
     from dreamerv3 import config as configlib
+    from embodied.envs import registry
     from embodied.jax import nets
 
-    try:
-        from dreamerv3 import factories as setup
-    except ImportError:  # older trees keep the factories in main
-        from dreamerv3 import main as setup
+    if hasattr(registry, 'make_env'):
+        make_env = registry.make_env
+    else:  # older trees build envs in dreamerv3.factories or dreamerv3.main
+        try:
+            from dreamerv3.factories import make_env
+        except ImportError:
+            from dreamerv3.main import make_env
 
     config, _ = configlib.parse(argv)
-    env = setup.make_env(config, 0)
+    env = make_env(config, 0)
     obs_space = {k: v for k, v in env.obs_space.items() if not k.startswith('log/')}
     act_space = {k: v for k, v in env.act_space.items() if k != 'reset'}
     env.close()
     nets.COMPUTE_DTYPE = getattr(jnp, config.jax.compute_dtype)
-    if hasattr(setup, 'agent_config'):
-        agent_config = setup.agent_config(config)
-    else:
-        shared = {k: config[k] for k in setup.SHARED_KEYS}
-        agent_config = elements.Config(**config.agent, **shared, seed=config.seed, jax=config.jax)
+    # The model reads its `agent` section and `replay_context`, in every version.
+    model_config = elements.Config(**config.agent, replay_context=config.replay_context)
     from dreamerv3.agent import Model
 
-    model = Model(obs_space, act_space, agent_config)
+    model = Model(obs_space, act_space, model_config)
     estimator = load_estimator()
     spaces = {**obs_space, **act_space, **model.ext_space}
     spaces = {k: v for k, v in spaces.items() if k not in estimator.STREAM_KEYS}

@@ -1,13 +1,16 @@
 """Learning check on a laptop: DreamerV3 on gymnasium CartPole-v1 must reach a mean score >= 100.
 
 Runs the real command line, then reads scores.jsonl and prints the score curve, the wall-clock
-time and a pass/fail verdict (exit status 1 on fail). Random play scores about 22.
+time and a pass/fail verdict (exit status 1 on fail). Random play scores about 22. The command
+runs with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 unless GLIBC_TUNABLES is set (huge pages for
+XLA:CPU's buffers, as the README's CPU section explains).
 
     python scripts/learning_check.py --logdir ~/logdir/cartpole
 """
 
 import argparse
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -70,8 +73,9 @@ def main():
             str(args.steps),
             *extra,
         ]
+        env = {'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=1', **os.environ}
         print('Running:', ' '.join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, env=env)
     duration = time.time() - start
     steps, scores = read_scores(args.logdir)
     if not len(scores):

@@ -91,7 +91,8 @@ def measure(program, args, repeats):
 def build_stages(model, state, data):
     """The stages of the train step with the inputs each one receives."""
     cfg = model.config
-    carry = model.init_train(cfg.batch_size)
+    batch = len(data['is_first'])
+    carry = model.init_train(batch)
     run = lambda fn, *args: jax.jit(nj.pure(fn))(state, *args, seed=0)[1]
     carry, obs, prevact, _ = run(model._apply_replay_context, carry, data)
     enc_carry, dyn_carry, dec_carry = carry
@@ -153,7 +154,7 @@ def build_stages(model, state, data):
             Stage('loss+grad', lossgrad, trainable),
             ((enc_carry, dyn_carry, dec_carry), obs, prevact),
         ),
-        (Stage('train', train), (model.init_train(cfg.batch_size), data)),
+        (Stage('train', train), (model.init_train(batch), data)),
     ]
 
 
@@ -172,7 +173,8 @@ def table(rows, full):
     return '\n'.join(lines)
 
 
-def main():
+def main(argv=None):
+    """Entry point: profile the stages of the train step of the flags' model."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--repeats', type=int, default=5, help='timed runs; 0: FLOPs only')
     parser.add_argument('--json', type=pathlib.Path, default=None)
@@ -180,9 +182,8 @@ def main():
     parser.add_argument(
         '--ops', type=int, default=0, help='also list the N costliest XLA ops of each stage'
     )
-    args, rest = parser.parse_known_args()
+    args, rest = parser.parse_known_args(argv)
     config, _ = configlib.parse(['--logdir', '/tmp/profile_train', *rest])
-    mainlib.relaunch_for_hugepages(config)
     with jax.transfer_guard('allow'):
         rows = profile(config, args)
     print(f'profiled {len(rows)} stages of batch {config.batch_size}x{config.batch_length}')

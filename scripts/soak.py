@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from embodied.core import chunk as chunklib
+from embodied.core import chunks as chunklib
 from embodied.run import checkpoints
 
 BASE = (

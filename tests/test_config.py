@@ -139,12 +139,13 @@ def test_multihost_processes_get_their_id_and_part_of_the_logdir():
         (['--run.steps'], 'Flag --run.steps is missing its value'),
         (['stray'], "Unexpected value 'stray'"),
         (['--run', '3'], '--run names a whole section'),
-        (['--script', 'trian'], "Unknown script 'trian'"),
+        (['--script', 'trian'], "Unknown script 'trian'. Did you mean train? Valid scripts: train"),
     ],
 )
 def test_bad_input_raises_clear_error(argv, message):
+    scripts = {'train': 'train', 'eval_only': 'evaluate'}
     with pytest.raises(configlib.ConfigError) as info:
-        configlib.parse(argv + ['--logdir', '/tmp/w'] if argv[0] != 'stray' else argv)
+        configlib.parse(argv + ['--logdir', '/tmp/w'] if argv[0] != 'stray' else argv, scripts)
     assert message in str(info.value)
 
 

@@ -10,8 +10,8 @@ import elements
 import numpy as np
 import psutil
 
-from . import chunk as chunklib
-from . import selectors
+from . import chunks as chunklib
+from . import sampling
 
 MODES = ('train', 'report', 'eval')
 
@@ -51,7 +51,7 @@ class Replay:
             name = elements.Path(directory).name if directory else 'replay'
         self.name = name
         # Compared with None: empty selectors have length 0 and are falsy.
-        self.selector = selectors.Uniform(seed) if selector is None else selector
+        self.selector = sampling.Uniform(seed) if selector is None else selector
         self.lock = threading.RLock()
 
         self.chunks = {}  # uuid -> Chunk

@@ -1,7 +1,7 @@
 """DeepMind Lab levels from DMLab-30, suite `dmlab` (`dmlab_<level>`).
 
-Needs the `deepmind_lab` Python module, which is built from source (see
-`registry.SYSTEM_REQUIREMENTS`). The shortcut `goals` expands to `explore_goal_locations_small`
+Needs the `deepmind_lab` Python module, which is built from source (see the `install` field of
+its record in `registry.SUITES`). The shortcut `goals` expands to `explore_goal_locations_small`
 (the reference expanded it to `dmlab_dmlab_...`, which is no level). Language levels add an
 `instr` observation: the instruction hashed into 32 token embeddings of size 32.
 """

@@ -18,6 +18,7 @@ import numpy as np
 from embodied.core.base import Env, Spaces, step_spaces
 
 from . import registry
+from .custom import ImportPathError, import_path_module, split_path
 
 
 class FromGym(Env):
@@ -237,3 +238,36 @@ def _is_obs_info_pair(result, obs_space):
         return False
     # A Tuple observation space could legitimately produce a 2-tuple ending in a dict.
     return 'Tuple' not in _names(obs_space)
+
+
+def make_gym(task: str, obs_key='image', act_key='action', seed=None, **kwargs):
+    """The `gym` suite: a gymnasium id, `<module>:<id>` or an entry point `<module>:<Class>`."""
+    adapter = dict(obs_key=obs_key, act_key=act_key, seed=seed)
+    if ':' not in task:
+        return FromGym(task, **adapter, **kwargs)
+    gym = registry.require('gym', 'gymnasium')
+    module = import_path_module('gym', task)
+    _, name = split_path('gym', task)
+    if name in gym.registry:
+        # Importing the module registered the id.
+        return FromGym(name, **adapter, **kwargs)
+    entry = getattr(module, name, None)
+    if callable(entry):
+        return FromGym(entry(**kwargs), **adapter)
+    ids = sorted(
+        key
+        for key, spec in gym.registry.items()
+        if _entry_module(spec.entry_point) == module.__name__
+    )
+    known = f' It registers: {", ".join(ids)}.' if ids else ''
+    raise ImportPathError(
+        f"Task 'gym_{task}': the module '{module.__name__}' neither registers the gymnasium id "
+        f"'{name}' nor defines an environment class or factory of that name.{known}"
+    )
+
+
+def _entry_module(entry_point):
+    """The module name of a gymnasium entry point (a 'module:attr' string or a callable)."""
+    if isinstance(entry_point, str):
+        return entry_point.split(':', 1)[0]
+    return getattr(entry_point, '__module__', None)

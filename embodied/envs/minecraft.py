@@ -5,7 +5,7 @@ stats) drives a discrete set of action macros with sticky attack/jump and a came
 Each task wraps the base environment in TimeLimit(`length`) and computes its own reward. The
 player position is emitted as `log/player_pos`, which the climb reward reads (the reference read
 it but no longer produced it). MineRL cannot be pip-installed without JDK 8 and network access
-(see `registry.SYSTEM_REQUIREMENTS`).
+(see the `install` field of its `registry.SUITES` record).
 """
 
 import threading

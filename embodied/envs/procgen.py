@@ -4,7 +4,7 @@ At size (64, 64) the observation is procgen's own 64x64 frame; at any other size
 made with `render_mode='rgb_array'` and the image is replaced on every step by the 512x512
 `rgb` frame from the inner gym3 env's info, resized with pillow (bilinear) or OpenCV (area).
 Installing procgen (`procgen-mirror`) needs numpy<2 or a --no-deps install; see
-`registry.SUITE_HINTS`.
+the `hint` field of its `registry.SUITES` record.
 """
 
 import elements

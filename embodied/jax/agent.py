@@ -14,7 +14,6 @@ with device compute):
   arrays with `jax.device_get`, not `np.asarray`.
 """
 
-import dataclasses
 import functools
 import re
 import threading
@@ -30,36 +29,22 @@ from embodied.core.base import SetupError
 
 from . import compile_times, opt
 from . import transform as tf
-from .setup import setup
+from .setup import configure
 
 P = jax.sharding.PartitionSpec
 
 
-@dataclasses.dataclass
-class Options:
-    """Agent options among the `config.jax` keys; the other keys go to `setup()`."""
-
-    policy_devices: tuple = (0,)
-    train_devices: tuple = (0,)
-    policy_mesh: str = '-1,1,1'
-    train_mesh: str = '-1,1,1'
-    profiler: bool = True
-    expect_devices: int = 0
-    use_shardmap: bool = False
-    enable_policy: bool = True
-    ckpt_chunksize: int = -1
-    precompile: bool = True
-    compile_times: str = ''
-
-
 class Agent(embodied.Agent):
-    """Jitted, sharded wrapper around a ninjax model built by `model_fn`."""
+    """Jitted, sharded wrapper around a ninjax model built by `model_fn`.
+
+    `config` is the run's config: this class reads its `jax` section, `seed`, `logdir` and the
+    batch shape (`batch_size`, `batch_length`, `report_length`, `replay_context`);
+    `model_fn(obs_space, act_space)` builds the model once JAX is set up.
+    """
 
     def __init__(self, model_fn, obs_space, act_space, config):
-        jaxcfg = dict(config.jax)
-        fields = {f.name for f in dataclasses.fields(Options)}
-        self.jaxcfg = Options(**{k: v for k, v in jaxcfg.items() if k in fields})
-        setup(**{k: v for k, v in jaxcfg.items() if k not in fields})
+        self.jaxcfg = config.jax
+        configure(config.jax)
 
         bad = [k for k in obs_space if k.startswith('log/')]
         if bad or 'reset' in act_space:
@@ -71,7 +56,7 @@ class Agent(embodied.Agent):
         self.act_space = dict(act_space)
         self.config = config
         self.logdir = elements.Path(config.logdir)
-        self.model = model_fn(obs_space, act_space, config)
+        self.model = model_fn(obs_space, act_space)
         ext_space = dict(self.model.ext_space)
         overlap = (set(obs_space) | set(act_space)) & set(ext_space)
         if overlap or set(obs_space) & set(act_space):
@@ -292,6 +277,8 @@ class Agent(embodied.Agent):
             if self.jaxcfg.enable_policy:
                 self._policy_params = self._copy_policy_params()
                 self._pending_sync = None
+            # Outputs of updates before the load belong to the replaced parameters.
+            self._pending_outs = self._pending_mets = None
 
     def agree(self, flag):
         """Process 0's value of `flag` on every process, so collective calls stay in step."""

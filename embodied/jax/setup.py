@@ -6,7 +6,6 @@ settings the running backend cannot honour raises a RuntimeError instead of sile
 ignoring them.
 """
 
-import functools
 import os
 import re
 import subprocess
@@ -195,20 +194,6 @@ def _check_running_backend(platform, mock_devices, env):
                 )
 
 
-@functools.cache
-def _hint_hugepages():
-    # The command line restarts itself with the tunable (embodied.core.hugepages); a process
-    # started otherwise can only be told how to get it.
-    from embodied.core import hugepages
-
-    if hugepages.applies():
-        print(
-            f'Note: XLA:CPU trains faster with GLIBC_TUNABLES={hugepages.TUNABLE} set before '
-            'Python starts (huge pages for its buffers); the dreamerv3 command line sets it.',
-            file=sys.stderr,
-        )
-
-
 def setup(
     platform: str | None = None,
     compute_dtype: str | Any = 'bfloat16',
@@ -227,7 +212,6 @@ def setup(
     num_processes: int = 1,
     coordinator_address: str = '',
     compilation_cache: bool = True,
-    hugepages: bool = True,
 ) -> None:
     """Configure JAX for this process (flags, platform, multi-host) and set nets.COMPUTE_DTYPE."""
     dtype = _resolve_dtype(compute_dtype)
@@ -246,8 +230,6 @@ def setup(
             jax.config.update('jax_platforms', platform)
     if deterministic:
         os.environ['TF_CUDNN_DETERMINISTIC'] = '1'
-    if hugepages and platform == 'cpu':
-        _hint_hugepages()
 
     jax.config.update('jax_disable_most_optimizations', bool(debug))
     jax.config.update('jax_disable_jit', not jit)
@@ -280,6 +262,28 @@ def setup(
     nets.COMPUTE_DTYPE = dtype
     if platform:
         check_platform(platform)
+
+
+def configure(jaxcfg) -> None:
+    """`setup()` with the values of a run's `jax` config section."""
+    setup(
+        platform=jaxcfg.platform,
+        compute_dtype=jaxcfg.compute_dtype,
+        mock_devices=jaxcfg.mock_devices,
+        prealloc=jaxcfg.prealloc,
+        jit=jaxcfg.jit,
+        debug=jaxcfg.debug,
+        transfer_guard=jaxcfg.transfer_guard,
+        deterministic=jaxcfg.deterministic,
+        gpuflags=jaxcfg.gpuflags,
+        tpuflags=jaxcfg.tpuflags,
+        xladump=jaxcfg.xladump,
+        debug_nans=jaxcfg.debug_nans,
+        process_id=jaxcfg.process_id,
+        num_processes=jaxcfg.num_processes,
+        coordinator_address=jaxcfg.coordinator_address,
+        compilation_cache=jaxcfg.compilation_cache,
+    )
 
 
 def check_platform(platform: str) -> None:

@@ -16,20 +16,27 @@ reports a failed save of a saveable only by an exception after part of the folde
 and counts incomplete folders among the `keep` it leaves.
 """
 
+import datetime
 import functools
 import hashlib
 import inspect
 import json
 import os
 import pickle
+import re
 import threading
 
 import elements
 
-from ..core.chunk import sync_directory
+from ..core.chunks import sync_directory
 
 # Version of the `done` file's content; a `done` without content predates checksums.
 FORMAT = 1
+# Folders are named by the time of the save (elements.timestamp): 20261201T090255F244123.
+STAMP = re.compile(r'^\d{8}T\d{6}(F\d{6})?$')
+# The checkpoint directories of a logdir: `ckpt` of the single-process scripts, and one per
+# role of a `parallel` run.
+ROLES = ('agent', 'replay', 'logger')
 
 
 class CheckpointError(Exception):
@@ -172,6 +179,54 @@ def complete(directory):
     return sorted(folders, key=lambda p: p.name, reverse=True)
 
 
+def directories(logdir) -> list:
+    """The checkpoint directories a logdir holds: `ckpt`, and `ckpt/<role>` of parallel runs."""
+    root = elements.Path(logdir) / 'ckpt'
+    if not root.isdir():
+        return []
+    return [root] + [root / role for role in ROLES if (root / role).isdir()]
+
+
+def folders(directory) -> list:
+    """Every checkpoint folder of a directory, complete or not, oldest first."""
+    directory = elements.Path(directory)
+    return sorted(p for p in directory.glob('*') if STAMP.match(p.name) and p.isdir())
+
+
+def set_aside(directory) -> list:
+    """The folders that failed verification and were moved to `<directory>/corrupt`."""
+    corrupt = elements.Path(directory) / 'corrupt'
+    return sorted(corrupt.glob('*')) if corrupt.isdir() else []
+
+
+def latest_name(directory) -> str | None:
+    """The folder name `latest` points at, or None."""
+    path = elements.Path(directory) / 'latest'
+    return path.read_text().strip() if path.exists() else None
+
+
+def is_complete(folder) -> bool:
+    """Whether a checkpoint folder holds its `done` marker."""
+    return (elements.Path(folder) / 'done').exists()
+
+
+def saved_at(folder) -> str:
+    """The save time a checkpoint folder's name encodes, as YYYY-MM-DD HH:MM:SS ('' if none)."""
+    name = elements.Path(folder).name
+    if not STAMP.match(name):
+        return ''
+    fmt = '%Y%m%dT%H%M%SF%f' if 'F' in name else '%Y%m%dT%H%M%S'
+    return datetime.datetime.strptime(name, fmt).strftime('%Y-%m-%d %H:%M:%S')
+
+
+def peek(folder, name):
+    """The unpickled `<name>.pkl` of a folder, unverified; None when absent or unreadable."""
+    try:
+        return pickle.loads((elements.Path(folder) / f'{name}.pkl').read_bytes())
+    except Exception:
+        return None
+
+
 def write(folder, savefns):
     """Pickle each saveable into `folder`, fsync everything, then write the `done` marker."""
     folder = elements.Path(folder)
@@ -258,7 +313,7 @@ def candidates(path):
     path = elements.Path(path)
     if (path / 'done').exists():
         return [path]
-    for directory in (path, path / 'ckpt', path / 'ckpt' / 'agent'):
+    for directory in (path, path / 'ckpt', path / 'ckpt' / ROLES[0]):
         folders = complete(directory)
         if folders:
             return folders

@@ -7,10 +7,11 @@ import numpy as np
 import portal
 
 from ..core import clock, driver
+from ..envs import registry
 from . import remote
 
 
-def run(make_env, env_id, args, is_eval, ending=None) -> int:
+def run(config: elements.Config, env_id: int, is_eval: bool, ending=None) -> int:
     """Step env `env_id` until the actor says the run has ended; returns 0.
 
     The env sends each observation (plus `envid` and `is_eval`) to the actor's `act` method
@@ -19,11 +20,11 @@ def run(make_env, env_id, args, is_eval, ending=None) -> int:
     While it waits to connect, `ending` (a multiprocessing event, when given) being set also
     ends it: the run stopped before the actor could tell this env.
     """
-    env = make_env(env_id)
+    env = registry.make_env(config, env_id)
     print(f'Env {env_id} ({"eval" if is_eval else "train"}) started in process {os.getpid()}.')
     act_space = {k: v for k, v in env.act_space.items() if k != 'reset'}
     method = 'act_eval' if is_eval else 'act'
-    actor = portal.Client(args.actor_addr, f'Env{env_id}Actor', autoconn=False)
+    actor = portal.Client(config.run.actor_addr, f'Env{env_id}Actor', autoconn=False)
     reporter = None
     done = True
     act = None
@@ -31,7 +32,7 @@ def run(make_env, env_id, args, is_eval, ending=None) -> int:
         if not connect(actor, ending):
             print(f'Env {env_id} stops because the run has ended.')
             return 0
-        reporter = Reporter(env_id, args) if env_id == 0 else None
+        reporter = Reporter(env_id, config) if env_id == 0 else None
         while True:
             if done:
                 act = {k: v.sample() for k, v in act_space.items()}
@@ -95,11 +96,11 @@ def request(
 class Reporter:
     """Env 0 prints its episodes and sends env throughput, timer and usage to the logger."""
 
-    def __init__(self, env_id, args):
+    def __init__(self, env_id, config):
         self.env_id = env_id
-        self.logger = portal.Client(args.logger_addr, f'Env{env_id}Logger', maxinflight=8)
-        self.should_log = clock.LocalClock(args.log_every)
-        self.usage = elements.Usage(**args.usage)
+        self.logger = portal.Client(config.run.logger_addr, f'Env{env_id}Logger', maxinflight=8)
+        self.should_log = clock.LocalClock(config.run.log_every)
+        self.usage = elements.Usage(**config.run.usage)
         self.fps = elements.FPS()
         self.score = 0.0
         self.length = 0

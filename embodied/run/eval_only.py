@@ -2,40 +2,38 @@
 
 import elements
 
-from . import checkpoints, interrupt, videos
+from . import checkpoints, interrupt, outputs, videos
 from .loop import Actor, Loop
 
-# Frame rate of the episode videos when the arguments carry none (logger.fps's default).
-VIDEO_FPS = 15
 
+def eval_only(config: elements.Config, make_agent) -> None:
+    """Act with mode='eval' until `run.steps` env steps, logging episodes and saving videos.
 
-def eval_only(make_agent, make_env, make_logger, args):
-    """Act with mode='eval' until `args.steps` env steps, logging episodes and saving videos.
-
-    `args.from_checkpoint` names a checkpoint folder, its ckpt directory or the logdir of a run
+    `run.from_checkpoint` names a checkpoint folder, its ckpt directory or the logdir of a run
     (then its latest checkpoint is used). The first episode of every env is written as an mp4
     per image observation into `<logdir>/videos/`. No replay, no training, no checkpoint.
     """
     # Fail before building the agent (which compiles) when there is nothing to load.
-    folder = check(args)
-    logdir = elements.Path(args.logdir)
+    folder = check(config)
+    run = config.run
+    logdir = elements.Path(config.logdir)
     with interrupt.Interrupt() as stop:
-        agent = make_agent()
-        logger = make_logger()
-        loop = Loop(agent, logger, args, args.steps, 'env steps', stop)
+        agent = make_agent(config)
+        logger = outputs.make_logger(config)
+        loop = Loop(agent, logger, config, run.steps, 'env steps', stop)
         try:
-            actor = Actor(agent, logger, make_env, args.envs, args, 'eval')
+            actor = Actor(agent, logger, config, run.envs, 'eval')
             loop.on_close(actor.close)
             fps = elements.FPS()
             actor.on_step(lambda tran, _: loop.step.increment())
             actor.on_step(lambda tran, _: fps.step())
-            recorder = videos.EpisodeVideos(logdir / 'videos', args.get('video_fps', VIDEO_FPS))
+            recorder = videos.EpisodeVideos(logdir / 'videos', config.logger.fps)
             actor.on_step(recorder)
             loop.on_log(actor.log)
             loop.on_log(lambda: logger.add({'fps/policy': fps.result()}))
             loop.status = lambda: (None, actor.episodes.mean_score())
-            checkpoints.load_agent(agent, folder, args.from_checkpoint_regex)
-            print(f'Evaluating {folder} for {int(args.steps)} steps.')
+            checkpoints.load_agent(agent, folder, run.from_checkpoint_regex)
+            print(f'Evaluating {folder} for {int(run.steps)} steps.')
             actor.reset()
             stopped = loop.run(lambda: actor(steps=10))
         finally:
@@ -47,11 +45,11 @@ def eval_only(make_agent, make_env, make_logger, args):
     )
 
 
-def check(args) -> elements.Path:
+def check(config: elements.Config) -> elements.Path:
     """The checkpoint folder to evaluate, or a CheckpointError that says what to pass."""
-    if not args.from_checkpoint:
+    if not config.run.from_checkpoint:
         raise checkpoints.CheckpointError(
             'The eval_only script needs a checkpoint: pass --run.from_checkpoint with a '
             'checkpoint folder or the logdir of a training run.'
         )
-    return checkpoints.resolve(args.from_checkpoint)
+    return checkpoints.resolve(config.run.from_checkpoint)

@@ -8,7 +8,7 @@ import numpy as np
 import portal
 
 from ..core import clock
-from . import checkpoints, episodes, remote
+from . import checkpoints, episodes, outputs, remote
 
 
 class Episodes:
@@ -71,10 +71,11 @@ class Episodes:
 class LoggerRole:
     """Receives metrics and transitions from the other roles and writes the outputs."""
 
-    def __init__(self, make_logger, args):
-        self.logger = make_logger()
+    def __init__(self, config: elements.Config):
+        # The roles always print the metrics block: they show no progress display.
+        self.logger = outputs.make_logger(config, progress=False)
         self.step = self.logger.step
-        self.episodes = Episodes(self.logger, args.episode_timeout)
+        self.episodes = Episodes(self.logger, config.run.episode_timeout)
         self.lock = threading.Lock()
         self.active = False
         self.written = None
@@ -121,15 +122,15 @@ class LoggerRole:
                 self.logger.write()
 
 
-def run(make_logger, args) -> int:
+def run(config: elements.Config) -> int:
     """Serve the logger at `run.logger_addr` until the agent role calls `stop`; returns 0."""
-    role = LoggerRole(make_logger, args)
-    logdir = elements.Path(args.logdir)
-    checkpoint = checkpoints.Checkpoint(logdir / 'ckpt' / 'logger', args.keep_checkpoints)
+    role = LoggerRole(config)
+    logdir = elements.Path(config.logdir)
+    checkpoint = checkpoints.Checkpoint(logdir / 'ckpt' / 'logger', config.run.keep_checkpoints)
     checkpoint.step = role.step
     checkpoints.load_or_save(checkpoint, logdir / 'ckpt' / 'logger')
-    usage = elements.Usage(**args.usage)
-    server = portal.Server(args.logger_addr, 'Logger')
+    usage = elements.Usage(**config.run.usage)
+    server = portal.Server(config.run.logger_addr, 'Logger')
     finished = threading.Event()
     saver = checkpoints.SerialSaver(checkpoint)
 
@@ -143,8 +144,8 @@ def run(make_logger, args) -> int:
     server.bind('step', role.current_step)
     server.bind('stop', stop, lambda _: finished.set(), workers=1)
     server.start(block=False)
-    should_log = clock.LocalClock(args.log_every)
-    should_save = clock.LocalClock(args.save_every)
+    should_log = clock.LocalClock(config.run.log_every)
+    should_save = clock.LocalClock(config.run.save_every)
     saved = int(role.step)
     while not finished.wait(0.1):
         if should_log():

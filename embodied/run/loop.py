@@ -15,22 +15,24 @@ import elements
 
 from ..core import clock
 from ..core import driver as driverlib
-from . import checkpoints, episodes, interrupt, progress, remote, replay_memory
+from ..envs import registry
+from . import checkpoints, episodes, interrupt, progress, remote, replay_memory, replays
 
 
-def make_driver(make_env, count: int, args) -> driverlib.Driver:
-    """A driver over envs 0..count-1, in subprocesses unless `args.debug`."""
-    if args.debug:
-        return driverlib.Driver([functools.partial(make_env, i) for i in range(count)], False)
-    fns = [functools.partial(_shielded_env, make_env, i) for i in range(count)]
+def make_driver(config: elements.Config, count: int) -> driverlib.Driver:
+    """A driver over envs 0..count-1 of the run's task, in subprocesses unless `run.debug`."""
+    if config.run.debug:
+        fns = [functools.partial(registry.make_env, config, i) for i in range(count)]
+        return driverlib.Driver(fns, parallel=False)
+    fns = [functools.partial(_shielded_env, config, i) for i in range(count)]
     return driverlib.Driver(fns, parallel=True)
 
 
-def _shielded_env(make_env, index):
+def _shielded_env(config, index):
     # Runs in the worker process: a Ctrl-C reaches the whole process group, but the workers
     # must keep stepping until the loop has finished its last update and closes them.
     interrupt.shield()
-    return make_env(index)
+    return registry.make_env(config, index)
 
 
 class Loop:
@@ -43,18 +45,20 @@ class Loop:
     `report_first`, the report hooks also run before the first body call.
     """
 
-    def __init__(self, agent, logger, args, total, unit='env steps', stop=None, report_first=False):
+    def __init__(
+        self, agent, logger, config, total, unit='env steps', stop=None, report_first=False
+    ):
         self.agent = agent
         self.logger = logger
-        self.args = args
+        self.config = config
         self.step = logger.step
         self.total = int(total)
         self.unit = unit
         self.stop = stop or interrupt.Interrupt()
-        self.usage = elements.Usage(**args.usage)
-        self.should_log = clock.LocalClock(args.log_every)
-        self.should_report = clock.LocalClock(args.report_every, first=report_first)
-        self.should_save = clock.LocalClock(args.save_every)
+        self.usage = elements.Usage(**config.run.usage)
+        self.should_log = clock.LocalClock(config.run.log_every)
+        self.should_report = clock.LocalClock(config.run.report_every, first=report_first)
+        self.should_save = clock.LocalClock(config.run.save_every)
         # Reports and saves are collective in multi-host JAX: every process follows process 0.
         self.agree = getattr(agent, 'agree', bool)
         self.status = lambda: (None, None)
@@ -108,7 +112,7 @@ class Loop:
                 # Saving at the end lets the same command with a larger total continue here.
                 if checkpoint is not None:
                     checkpoint.save()
-                    self.saved_to = str(checkpoint_dir(self.args))
+                    self.saved_to = str(checkpoint_dir(self.config))
                 self.log()
         finally:
             self.progress.close()
@@ -135,12 +139,12 @@ class Actor:
     statistics are aggregated in `epstats` until `log()` writes them under `stats_prefix`.
     """
 
-    def __init__(self, agent, logger, make_env, count, args, mode='train', prefix='episode'):
+    def __init__(self, agent, logger, config, count, mode='train', prefix='episode'):
         self.agent = agent
         self.logger = logger
         self.mode = mode
         self.stats_prefix = 'epstats' if prefix == 'episode' else f'{prefix.split("_")[0]}_epstats'
-        self.driver = make_driver(make_env, count, args)
+        self.driver = make_driver(config, count)
         self.epstats = elements.Agg()
         self.episodes = episodes.EpisodeStats(logger, self.epstats, prefix=prefix)
         self.driver.on_step(self.episodes)
@@ -174,25 +178,24 @@ class Learner:
     `name` and logs their mean under `name`. An update that compiles says so.
     """
 
-    def __init__(self, agent, replay, logger, make_stream, args):
+    def __init__(self, agent, replay, logger, config):
         replay_memory.report(agent, replay)  # before the replay fills: is there memory for it?
         self.agent = agent
         self.replay = replay
         self.logger = logger
-        self.args = args
-        self.make_stream = make_stream
-        self.batch_steps = args.batch_size * args.batch_length
+        self.config = config
+        self.batch_steps = config.batch_size * config.batch_length
         self.metrics = elements.Agg()
         self.fps = elements.FPS()
         self.updates = 0
-        self.stream = iter(agent.stream(make_stream(replay, 'train')))
-        self.carry = agent.init_train(args.batch_size)
+        self.stream = iter(agent.stream(replays.make_stream(config, replay, 'train')))
+        self.carry = agent.init_train(config.batch_size)
         self.reports = {}
 
     def add_report(self, name, replay, mode='report') -> None:
         """Report on `replay` (sampled in `mode`) under the prefix `name`."""
-        stream = iter(self.agent.stream(self.make_stream(replay, mode)))
-        self.reports[name] = [replay, stream, self.agent.init_report(self.args.batch_size)]
+        stream = iter(self.agent.stream(replays.make_stream(self.config, replay, mode)))
+        self.reports[name] = [replay, stream, self.agent.init_report(self.config.batch_size)]
 
     @property
     def ready(self) -> bool:
@@ -223,7 +226,7 @@ class Learner:
         if not len(replay):
             return
         agg = elements.Agg()
-        for _ in range(self.args.consec_report * self.args.report_batches):
+        for _ in range(self.config.consec_report * self.config.run.report_batches):
             carry, metrics = self.agent.report(carry, next(stream))
             agg.add(metrics)
         self.reports[name][2] = carry
@@ -234,23 +237,29 @@ class Learner:
         self.logger.add(self.metrics.result())
         self.logger.add({'fps/train': self.fps.result()})
 
+    def close(self) -> None:
+        """Stop the threads that prefetch batches."""
+        for stream in [self.stream] + [stream for _, stream, _ in self.reports.values()]:
+            if hasattr(stream, 'close'):
+                stream.close()
 
-def checkpoint_dir(args) -> elements.Path:
+
+def checkpoint_dir(config) -> elements.Path:
     """Where a run keeps its checkpoints."""
-    return elements.Path(args.logdir) / 'ckpt'
+    return elements.Path(config.logdir) / 'ckpt'
 
 
 def restore(loop, **saveables):
     """Load `run.from_checkpoint`, then resume from logdir/ckpt or save the first checkpoint."""
-    args = loop.args
-    directory = checkpoint_dir(args)
-    checkpoint = checkpoints.Checkpoint(directory, args.keep_checkpoints)
+    run = loop.config.run
+    directory = checkpoint_dir(loop.config)
+    checkpoint = checkpoints.Checkpoint(directory, run.keep_checkpoints)
     checkpoint.step = loop.step
     checkpoint.agent = loop.agent
     for name, saveable in saveables.items():
         setattr(checkpoint, name, saveable)
-    if args.from_checkpoint:
-        checkpoints.load_agent(loop.agent, args.from_checkpoint, args.from_checkpoint_regex)
+    if run.from_checkpoint:
+        checkpoints.load_agent(loop.agent, run.from_checkpoint, run.from_checkpoint_regex)
     checkpoints.load_or_save(checkpoint, directory)
     return checkpoint
 
@@ -264,14 +273,15 @@ class TrainLoop(Loop):
     * batch_length)). Reports on the replay run on the report clock.
     """
 
-    def __init__(self, agent, replay, logger, make_env, make_stream, args, stop=None):
-        super().__init__(agent, logger, args, args.steps, 'env steps', stop)
+    def __init__(self, agent, replay, logger, config, stop=None):
+        super().__init__(agent, logger, config, config.run.steps, 'env steps', stop)
         self.replay = replay
         self.policy_fps = elements.FPS()
-        self.should_train = clock.Ratio(args.train_ratio / (args.batch_size * args.batch_length))
-        self.learner = Learner(agent, replay, logger, make_stream, args)
+        batch_steps = config.batch_size * config.batch_length
+        self.should_train = clock.Ratio(config.run.train_ratio / batch_steps)
+        self.learner = Learner(agent, replay, logger, config)
         self.learner.add_report('report', replay)
-        self.actor = Actor(agent, logger, make_env, args.envs, args, 'train')
+        self.actor = Actor(agent, logger, config, config.run.envs, 'train')
         self.actor.on_step(lambda tran, _: self.step.increment())
         self.actor.on_step(lambda tran, _: self.policy_fps.step())
         self.actor.on_step(replay.add)
@@ -280,6 +290,7 @@ class TrainLoop(Loop):
         self.on_report(lambda: self.learner.report('report'))
         self.on_log(self._log)
         self.on_close(self.actor.close)
+        self.on_close(self.learner.close)
         self.status = lambda: (self.learner.updates, self.actor.episodes.mean_score())
 
     @property

@@ -1,13 +1,34 @@
-"""Logger outputs selected by name (`logger.outputs`)."""
+"""The run's logger and its outputs, selected by name (`logger.outputs`)."""
 
 import collections
-import importlib.util
 import json
 
 import elements
 import numpy as np
 
 OUTPUTS = ('jsonl', 'scope', 'tensorboard', 'wandb', 'expa')
+
+
+def make_logger(
+    config: elements.Config, unit: str = 'env steps', progress: bool = True
+) -> elements.Logger:
+    """The logger of a run: the outputs of `logger.outputs` and the terminal metrics block.
+
+    `unit` is what the run's step counts: env steps are logged as env frames (times the suite's
+    action repeat), `updates` as they are. A script with a `progress` display prints the
+    metrics block only with `logger.terminal metrics`; the others (the parallel roles) always.
+    """
+    suite = config.task.split('_', 1)[0]
+    multiplier = config.env.get(suite, {}).get('repeat', 1) if unit == 'env steps' else 1
+    items = make_outputs(
+        config.logdir, config.logger.outputs, config.logger.filter, config.logger.fps
+    )
+    if progress and config.logger.terminal != 'metrics':
+        items = [item for item in items if not isinstance(item, elements.logger.TerminalOutput)]
+    if not items:
+        # elements.Logger needs an output; writing to no file at all is valid here.
+        items = [lambda summaries: None]
+    return elements.Logger(elements.Counter(), items, multiplier)
 
 
 def make_outputs(logdir, outputs, pattern, fps=15, name='Agent'):
@@ -20,10 +41,16 @@ def make_outputs(logdir, outputs, pattern, fps=15, name='Agent'):
         elif output == 'scope':
             result.append(ScopeFilter(elements.logger.ScopeOutput(logdir)))
         elif output == 'tensorboard':
-            require('tensorflow', 'tensorboard', 'pip install tensorflow-cpu')
+            try:
+                import tensorflow  # noqa: F401 (elements' TensorBoard output writes with it)
+            except ImportError as e:
+                raise missing('tensorboard', 'tensorflow', 'pip install tensorflow-cpu') from e
             result.append(elements.logger.TensorBoardOutput(logdir, fps))
         elif output == 'wandb':
-            require('wandb', 'wandb', 'pip install wandb')
+            try:
+                import wandb  # noqa: F401
+            except ImportError as e:
+                raise missing('wandb', 'wandb', 'pip install wandb') from e
             logdir = elements.Path(logdir)
             result.append(
                 elements.logger.WandBOutput(
@@ -69,13 +96,12 @@ class JSONLOutput(elements.logger.JSONLOutput):
                 f.write(''.join(lines))
 
 
-def require(module, output, install):
-    """Raise a clear error when the package an output needs is missing."""
-    if importlib.util.find_spec(module) is None:
-        raise ImportError(
-            f"The '{output}' logger output needs the '{module}' package: {install}, "
-            f'or remove {output} from logger.outputs.'
-        )
+def missing(output: str, module: str, install: str) -> ImportError:
+    """The error for an output whose package is not installed."""
+    return ImportError(
+        f"The '{output}' logger output needs the '{module}' package: {install}, "
+        f'or remove {output} from logger.outputs.'
+    )
 
 
 class ScopeFilter:

@@ -29,7 +29,7 @@ import elements
 import portal
 import psutil
 
-from . import checkpoints, env_role, interrupt, logger_role, parallel_agent, replay_role
+from . import agent_role, checkpoints, env_role, interrupt, logger_role, replay_role
 
 ADDRESSES = ('actor_addr', 'replay_addr', 'logger_addr')
 # Seconds the supervisor waits for the other roles to exit after the agent role has finished.
@@ -54,13 +54,16 @@ class RoleError(RuntimeError):
         self.code = code
 
 
-def parallel(make_agent, make_replay, make_env, make_stream, make_logger, args) -> None:
-    """Start every role of the run in this machine and wait until the run ends."""
-    args = combined_args(args)
-    if args.from_checkpoint:
+def parallel(config: elements.Config, make_agent) -> None:
+    """Start every role of the run in this machine and wait until the run ends.
+
+    `make_agent(config)` builds the agent in the agent role.
+    """
+    config = resolve_addresses(config)
+    if config.run.from_checkpoint:
         # Fail before starting any role when there is nothing to load.
-        checkpoints.resolve(args.from_checkpoint)
-    print('Parallel roles: ' + ', '.join(f'{k}={args[k]}' for k in ADDRESSES))
+        checkpoints.resolve(config.run.from_checkpoint)
+    print('Parallel roles: ' + ', '.join(f'{k}={config.run[k]}' for k in ADDRESSES))
     # Every process portal starts from here on (roles, the actor's batcher) ignores the signals.
     portal.initfn(interrupt.shield, call_now=False)
     # Set by the first signal, which makes the agent role stop the run as if `run.steps` were
@@ -72,15 +75,14 @@ def parallel(make_agent, make_replay, make_env, make_stream, make_logger, args) 
     try:
         with interrupt.Interrupt(callback=lambda signum: quit_.arm(ending)):
             bind = functools.partial
-            worker = portal.Process if args.agent_process else portal.Thread
-            agent = worker(bind(parallel_agent.run, make_agent, args), ending, name='agent')
+            worker = portal.Process if config.run.agent_process else portal.Thread
+            agent = worker(bind(agent_role.run, config, make_agent), ending, name='agent')
             workers.append(agent)
-            workers.append(portal.Process(bind(logger_role.run, make_logger, args), name='logger'))
-            if not args.remote_replay:
-                fn = bind(replay_role.run, make_replay, make_stream, args)
-                workers.append(portal.Process(fn, name='replay'))
-            if not args.remote_envs:
-                workers += env_workers(make_env, args, ending)
+            workers.append(portal.Process(bind(logger_role.run, config), name='logger'))
+            if not config.run.remote_replay:
+                workers.append(portal.Process(bind(replay_role.run, config), name='replay'))
+            if not config.run.remote_envs:
+                workers += env_workers(config, ending)
             supervise(workers, leader=agent)
     except RoleError as e:
         print(str(e), file=sys.stderr, flush=True)
@@ -134,64 +136,66 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def parallel_env(make_env, env_id: int, args, is_eval: bool = False) -> int:
-    """Run one env (started on its own, e.g. one per cluster replica) until the run ends."""
-    require_addresses(args, ('actor_addr', 'logger_addr'), 'parallel_env')
-    return env_role.run(make_env, env_id, args, is_eval)
+def parallel_env(config: elements.Config, make_agent=None) -> int:
+    """Run one env (started on its own, e.g. one per cluster replica) until the run ends.
+
+    The env id is the replica index; ids from `run.envs` on are eval envs. No agent here.
+    """
+    require_addresses(config, ('actor_addr', 'logger_addr'), 'parallel_env')
+    is_eval = config.replica >= config.run.envs
+    return env_role.run(config, config.replica, is_eval)
 
 
-def parallel_envs(make_env, args) -> None:
+def parallel_envs(config: elements.Config, make_agent=None) -> None:
     """Run `run.envs` train envs and `run.eval_envs` eval envs as processes of this machine."""
-    require_addresses(args, ('actor_addr', 'logger_addr'), 'parallel_envs')
-    workers = env_workers(make_env, args)
-    supervise(workers, leader=None)
+    require_addresses(config, ('actor_addr', 'logger_addr'), 'parallel_envs')
+    supervise(env_workers(config), leader=None)
 
 
-def parallel_replay(make_replay, make_stream, args) -> None:
+def parallel_replay(config: elements.Config, make_agent=None) -> None:
     """Run the replay role on its own until the agent role tells it to stop."""
-    require_addresses(args, ('replay_addr', 'logger_addr'), 'parallel_replay')
-    worker = portal.Process(
-        functools.partial(replay_role.run, make_replay, make_stream, args), name='replay'
-    )
+    require_addresses(config, ('replay_addr', 'logger_addr'), 'parallel_replay')
+    worker = portal.Process(functools.partial(replay_role.run, config), name='replay')
     supervise([worker], leader=None)
 
 
-def combined_args(args: elements.Config) -> elements.Config:
+def resolve_addresses(config: elements.Config) -> elements.Config:
     """Resolve `actor_batch <= 0` and `{auto}` ports for a run that starts all roles here."""
-    actor_batch = args.actor_batch if args.actor_batch > 0 else max(1, args.envs // 2)
-    if actor_batch > args.envs:
+    run = config.run
+    actor_batch = run.actor_batch if run.actor_batch > 0 else max(1, run.envs // 2)
+    if actor_batch > run.envs:
         raise ValueError(
-            f'run.actor_batch={actor_batch} exceeds run.envs={args.envs}: the actor would wait '
+            f'run.actor_batch={actor_batch} exceeds run.envs={run.envs}: the actor would wait '
             'forever for a full batch. Use at most run.envs, or -1 for envs // 2.'
         )
-    updates = {'actor_batch': actor_batch}
+    updates = {'run.actor_batch': actor_batch}
     for key in ADDRESSES:
-        if '{auto}' in args[key]:
-            updates[key] = args[key].format(auto=portal.free_port())
-    return args.update(updates)
+        if '{auto}' in run[key]:
+            updates[f'run.{key}'] = run[key].format(auto=portal.free_port())
+    return config.update(updates)
 
 
-def require_addresses(args: elements.Config, keys: tuple, script: str) -> None:
+def require_addresses(config: elements.Config, keys: tuple, script: str) -> None:
     """Raise when a role started on its own was given an `{auto}` address."""
     for key in keys:
-        if '{auto}' in args[key]:
+        if '{auto}' in config.run[key]:
             raise ValueError(
-                f"run.{key} is '{args[key]}', but script {script} runs apart from the other "
-                f'roles and cannot guess their free port. Pass the address printed by the '
+                f"run.{key} is '{config.run[key]}', but script {script} runs apart from the "
+                'other roles and cannot guess their free port. Pass the address printed by the '
                 f'parallel run, e.g. --run.{key} host:port.'
             )
 
 
-def env_workers(make_env, args, ending=None) -> list:
+def env_workers(config: elements.Config, ending=None) -> list:
     """One process per env: ids 0..envs-1 train, envs..envs+eval_envs-1 evaluate.
 
     `ending`, a multiprocessing event, lets an env that has not reached the actor yet stop
     once the run is ending.
     """
     workers = []
-    for env_id in range(args.envs + args.eval_envs):
-        is_eval = env_id >= args.envs
-        fn = functools.partial(env_role.run, make_env, env_id, args, is_eval)
+    for env_id in range(config.run.envs + config.run.eval_envs):
+        is_eval = env_id >= config.run.envs
+        fn = functools.partial(env_role.run, config, env_id, is_eval)
         workers.append(portal.Process(fn, ending, name=f'env{env_id}'))
     return workers
 

@@ -7,7 +7,7 @@ import numpy as np
 import portal
 
 from ..core import clock, limiters
-from . import checkpoints, remote
+from . import checkpoints, remote, replays
 
 
 class ReplayRole:
@@ -18,20 +18,20 @@ class ReplayRole:
     was called every wait ends: inserts go through and sample requests get an empty batch.
     """
 
-    def __init__(self, make_replay, make_stream, args):
-        self.args = args
-        self.replay_train = make_replay('replay', 'train')
+    def __init__(self, config: elements.Config):
+        self.config = config
+        self.replay_train = replays.make_replay(config, 'replay', 'train')
         # The folder name differs from train_eval's `eval_replay` so that logdirs of the
         # reference implementation resume.
-        self.replay_eval = make_replay('replay_eval', 'eval')
+        self.replay_eval = replays.make_replay(config, 'replay_eval', 'eval')
         self.limiter = limiters.SamplesPerInsert(
-            args.train_ratio / args.batch_length,
-            tolerance=4 * args.batch_size,
-            minsize=args.batch_size * self.replay_train.length,
+            config.run.train_ratio / config.batch_length,
+            tolerance=4 * config.batch_size,
+            minsize=config.batch_size * self.replay_train.length,
         )
-        self.stream_train = iter(make_stream(self.replay_train, 'train'))
-        self.stream_report = iter(make_stream(self.replay_train, 'report'))
-        self.stream_eval = iter(make_stream(self.replay_eval, 'eval'))
+        self.stream_train = iter(replays.make_stream(config, self.replay_train, 'train'))
+        self.stream_report = iter(replays.make_stream(config, self.replay_train, 'report'))
+        self.stream_eval = iter(replays.make_stream(config, self.replay_eval, 'eval'))
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.finished = threading.Event()
@@ -62,7 +62,7 @@ class ReplayRole:
 
     def sample_batch_train(self) -> dict:
         """The next train batch, after `batch_size` sample permissions of the limiter."""
-        for _ in range(self.args.batch_size):
+        for _ in range(self.config.batch_size):
             with elements.timer.section('sample_wait'):
                 duration = limiters.wait(
                     lambda: self.stopping.is_set() or self.limiter.want_sample(),
@@ -108,11 +108,11 @@ class ReplayRole:
         entry[2] += 1
 
 
-def run(make_replay, make_stream, args) -> int:
+def run(config: elements.Config) -> int:
     """Serve the replay at `run.replay_addr` until the agent role calls `stop`; returns 0."""
-    role = ReplayRole(make_replay, make_stream, args)
-    logdir = elements.Path(args.logdir)
-    checkpoint = checkpoints.Checkpoint(logdir / 'ckpt' / 'replay', args.keep_checkpoints)
+    role = ReplayRole(config)
+    logdir = elements.Path(config.logdir)
+    checkpoint = checkpoints.Checkpoint(logdir / 'ckpt' / 'replay', config.run.keep_checkpoints)
     checkpoint.replay_train = role.replay_train
     checkpoint.replay_eval = role.replay_eval
     checkpoint.limiter = role.limiter
@@ -125,7 +125,7 @@ def run(make_replay, make_stream, args) -> int:
         saver.save()
         return True, None
 
-    server = portal.Server(args.replay_addr, 'Replay')
+    server = portal.Server(config.run.replay_addr, 'Replay')
     # Each method has its own thread, so a blocked sample never delays inserts or stop().
     server.bind('add_batch', role.add_batch, workers=1)
     server.bind('sample_batch_train', role.sample_batch_train, workers=1)
@@ -134,10 +134,10 @@ def run(make_replay, make_stream, args) -> int:
     server.bind('update', role.update, workers=1)
     server.bind('stop', stop, lambda _: role.finished.set(), workers=1)
     server.start(block=False)
-    logger = portal.Client(args.logger_addr, 'ReplayLogger', maxinflight=8)
-    usage = elements.Usage(**args.usage)
-    should_log = clock.LocalClock(args.log_every)
-    should_save = clock.LocalClock(args.save_every)
+    logger = portal.Client(config.run.logger_addr, 'ReplayLogger', maxinflight=8)
+    usage = elements.Usage(**config.run.usage)
+    should_log = clock.LocalClock(config.run.log_every)
+    should_save = clock.LocalClock(config.run.save_every)
     while not role.finished.wait(0.1):
         if should_log():
             metrics = role.metrics()

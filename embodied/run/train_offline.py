@@ -3,23 +3,23 @@
 import elements
 
 from ..core import base
-from . import interrupt
+from . import interrupt, outputs, replays
 from .loop import Learner, Loop, restore
 
 
-def train_offline(make_agent, make_replay, make_stream, make_logger, args):
-    """Run `args.offline_updates` updates on the chunks in `args.from_replay`, never writing there.
+def train_offline(config: elements.Config, make_agent) -> None:
+    """Run `run.offline_updates` updates on the chunks in `run.from_replay`, never writing there.
 
     The replay lives in memory only; the checkpoint in `<logdir>/ckpt` holds the agent and the
     update count, so running the same command again continues, and `eval_only` can evaluate
     it. Reports run on the same replay. The step counter (and the metrics' x axis) counts
     updates. SIGINT or SIGTERM stops after the current update with a final checkpoint.
     """
-    source = check(args)
+    source = check(config)
     with interrupt.Interrupt() as stop:
-        agent = make_agent()
+        agent = make_agent(config)
         # No folder: the replay writes nothing, chunks are only read from the source.
-        replay = make_replay(None, 'train')
+        replay = replays.make_replay(config, None, 'train')
         replay.load(directory=source)
         if not len(replay):
             raise base.SetupError(
@@ -27,11 +27,13 @@ def train_offline(make_agent, make_replay, make_stream, make_logger, args):
                 f'{replay.length} steps to train on; pass the replay folder of a run that '
                 'collected data (e.g. --run.from_replay <logdir>/replay).'
             )
-        logger = make_logger()
+        logger = outputs.make_logger(config, unit='updates')
         # The replay is full from the start, so the first report is a baseline at update 0.
-        loop = Loop(agent, logger, args, args.offline_updates, 'updates', stop, report_first=True)
+        total = config.run.offline_updates
+        loop = Loop(agent, logger, config, total, 'updates', stop, report_first=True)
         try:
-            learner = Learner(agent, replay, logger, make_stream, args)
+            learner = Learner(agent, replay, logger, config)
+            loop.on_close(learner.close)
             learner.add_report('report', replay)
             loop.on_report(lambda: learner.report('report'))
             loop.on_log(learner.log)
@@ -53,7 +55,7 @@ def train_offline(make_agent, make_replay, make_stream, make_logger, args):
             checkpoint = restore(loop)
             print(
                 f'Training offline on {len(replay)} replay items from {source}, '
-                f'from update {int(loop.step)} to {int(args.offline_updates)}.'
+                f'from update {int(loop.step)} to {int(total)}.'
             )
             stopped = loop.run(update, checkpoint)
         finally:
@@ -64,14 +66,14 @@ def train_offline(make_agent, make_replay, make_stream, make_logger, args):
         print(f'Finished offline training at update {int(loop.step)}.')
 
 
-def check(args) -> elements.Path:
+def check(config: elements.Config) -> elements.Path:
     """The replay folder to read, or a SetupError that says what to pass."""
-    if not args.from_replay:
+    if not config.run.from_replay:
         raise base.SetupError(
             'The train_offline script needs a replay folder: pass --run.from_replay '
             '<logdir of an earlier run>/replay.'
         )
-    folder = elements.Path(args.from_replay)
+    folder = elements.Path(config.run.from_replay)
     if not folder.exists() or not list(folder.glob('*.npz')):
         raise base.SetupError(
             f"No replay chunks (*.npz) in '{folder}'. Pass the replay folder of an earlier "

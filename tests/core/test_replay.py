@@ -12,8 +12,8 @@ import psutil
 import pytest
 
 import embodied
-from embodied.core import chunk as chunklib
-from embodied.core import selectors
+from embodied.core import chunks as chunklib
+from embodied.core import sampling
 from embodied.core.replay import Replay
 
 # numpy-only and version-sensitive: also runs under the reference pin in CI.
@@ -79,7 +79,7 @@ def assert_contiguous(x, length):
 
 def test_exported_names():
     assert embodied.replay.Replay is Replay
-    assert embodied.selectors.Uniform is selectors.Uniform
+    assert embodied.sampling.Uniform is sampling.Uniform
 
 
 @pytest.mark.parametrize(
@@ -162,14 +162,14 @@ def test_uniform_covers_every_item():
 
 
 def test_selector_passed_directly_is_used():
-    replay = Replay(3, selector=selectors.Fifo())  # empty, hence falsy: must still be used
+    replay = Replay(3, selector=sampling.Fifo())  # empty, hence falsy: must still be used
     fill(replay, 10)
-    assert replay.selector.__class__ is selectors.Fifo
+    assert replay.selector.__class__ is sampling.Fifo
     assert replay.sample(4)['x'][:, 0].tolist() == [0, 0, 0, 0]
 
 
 def test_online_queue_yields_fresh_non_overlapping_items():
-    replay = Replay(4, online=True, selector=selectors.Fifo())
+    replay = Replay(4, online=True, selector=sampling.Fifo())
     fill(replay, 13)
     # Items with previously added step counts 4, 8, 12 start at steps 1, 5, 9.
     assert replay.sample(2, mode='eval')['x'][:, 0].tolist() == [0, 0]  # eval skips the queue
@@ -180,14 +180,14 @@ def test_online_queue_yields_fresh_non_overlapping_items():
 
 
 def test_online_items_evicted_before_sampling_are_skipped():
-    replay = Replay(2, capacity=3, online=True, selector=selectors.Fifo())
+    replay = Replay(2, capacity=3, online=True, selector=sampling.Fifo())
     fill(replay, 12)
     # Queued starts were 1, 3, 5, 7, 9; only items starting at 8, 9, 10 survive.
     assert replay.sample(2)['x'][:, 0].tolist() == [9, 8]
 
 
 def test_retry_when_selected_item_was_evicted():
-    class Stale(selectors.Uniform):
+    class Stale(sampling.Uniform):
         """Returns an item id that no longer exists on its first call."""
 
         def __init__(self):
@@ -232,7 +232,7 @@ def test_update_writes_back_values():
 
 
 def test_update_routes_priorities_and_skips_evicted():
-    class Recorder(selectors.Uniform):
+    class Recorder(sampling.Uniform):
         """Uniform selector that records its priorities."""
 
         def __init__(self):
@@ -274,11 +274,11 @@ def test_update_with_unknown_key_raises():
 )
 def test_mixture_end_to_end(fractions):
     capacity = 64
-    selector = selectors.Mixture(
+    selector = sampling.Mixture(
         {
-            'uniform': selectors.Uniform(0),
-            'priority': selectors.Prioritized(0.8, 'inf', True, 0.5, seed=0),
-            'recency': selectors.Recency(1 / np.arange(1, capacity + 1) ** 1.0, seed=0),
+            'uniform': sampling.Uniform(0),
+            'priority': sampling.Prioritized(0.8, 'inf', True, 0.5, seed=0),
+            'recency': sampling.Recency(1 / np.arange(1, capacity + 1) ** 1.0, seed=0),
         },
         fractions,
         seed=0,
@@ -295,7 +295,7 @@ def test_mixture_end_to_end(fractions):
 
 
 def test_prioritized_replay_prefers_unsampled_items():
-    selector = selectors.Prioritized(0.8, float('inf'), zero_on_sample=True, maxfrac=0.5)
+    selector = sampling.Prioritized(0.8, float('inf'), zero_on_sample=True, maxfrac=0.5)
     replay = Replay(3, chunksize=4, selector=selector)
     fill(replay, 12)  # 10 overlapping items over 12 steps
     seen = set()
@@ -310,7 +310,7 @@ def test_prioritized_replay_prefers_unsampled_items():
 
 def test_recency_replay_prefers_new_items():
     uprobs = 1 / np.arange(1, 201) ** 2.0
-    replay = Replay(4, capacity=200, selector=selectors.Recency(uprobs, seed=0))
+    replay = Replay(4, capacity=200, selector=sampling.Recency(uprobs, seed=0))
     fill(replay, 203)
     starts = replay.sample(400)['x'][:, 0]
     assert np.mean(starts >= 180) > 0.8

@@ -1,22 +1,16 @@
 """Shared fixtures for the DreamerV3 model tests: spaces, configs, batches, compute dtype."""
 
 import contextlib
-import pathlib
-import sys
 
 import elements
+import helpers
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import ruamel.yaml as yaml
 
-from dreamerv3 import factories
 from embodied.jax import nets
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-# The model tests share the run-script tests' helpers (tests/run/runhelpers.py).
-sys.path.insert(0, str(ROOT / 'tests' / 'run'))
 S = elements.Space
 
 
@@ -42,13 +36,10 @@ def dummy_spaces():
 
 
 def load_config(*presets, **overrides):
-    """Agent config as dreamerv3.agent.Agent receives it: defaults, then presets, then flags."""
-    blocks = yaml.YAML(typ='safe').load((ROOT / 'configs' / 'dreamerv3.yaml').read_text())
-    config = elements.Config(blocks['defaults'])
-    for name in presets:
-        config = config.update(blocks[name])
-    config = config.update(overrides)
-    return factories.agent_config(config)
+    """The model's config as dreamerv3.agent.Agent passes it to `Model`: the `agent` section
+    and `replay_context` of the run config with these presets, then the overrides."""
+    config = helpers.config(presets=presets or ('defaults',)).update(overrides)
+    return elements.Config(**config.agent, replay_context=config.replay_context)
 
 
 def random_batch(spaces, batch, length, seed=0):
@@ -71,40 +62,14 @@ def random_batch(spaces, batch, length, seed=0):
     return data
 
 
-def read_flag(name):
-    """Current value of a JAX config flag (attribute or read(), depending on flag and version)."""
-    try:
-        return getattr(jax.config, name)
-    except AttributeError:
-        return jax.config.read(name)
-
-
-# The global JAX flags that building an agent (its setup()) changes.
-SETUP_FLAGS = (
-    'jax_disable_most_optimizations',
-    'jax_disable_jit',
-    'jax_transfer_guard',
-    'jax_debug_nans',
-    'jax_enable_compilation_cache',
-)
-
-
-@contextlib.contextmanager
-def kept_jax_settings():
-    """Restore the compute dtype and the JAX flags that an agent's setup() changes."""
-    previous = nets.COMPUTE_DTYPE, {k: read_flag(k) for k in SETUP_FLAGS}
-    try:
-        yield
-    finally:
-        nets.COMPUTE_DTYPE = previous[0]
-        for key, value in previous[1].items():
-            jax.config.update(key, value)
+# Building an agent changes global JAX settings; this restores them.
+kept_jax_settings = helpers.kept_jax_settings
 
 
 @contextlib.contextmanager
 def compute_dtype(dtype):
     """Set the compute dtype and fast (unoptimised) XLA compiles; restore both afterwards."""
-    previous = nets.COMPUTE_DTYPE, read_flag('jax_disable_most_optimizations')
+    previous = nets.COMPUTE_DTYPE, helpers.read_flag('jax_disable_most_optimizations')
     nets.COMPUTE_DTYPE = dtype
     # These programs are tiny; compiling them dominates the test time.
     jax.config.update('jax_disable_most_optimizations', True)

@@ -7,7 +7,7 @@ import ninjax as nj
 import numpy as np
 import pytest
 from conftest import compute_dtype, dummy_spaces, load_config, random_batch
-from runhelpers import LOSSES
+from helpers import LOSSES
 
 from dreamerv3 import replay_layout
 from dreamerv3.agent import Model

@@ -5,48 +5,44 @@ whatever the actions. So a policy loop and `eval_only` score the same episodes e
 the actions themselves are compared with the run machinery's acting loop in-process.
 """
 
-import json
-import pathlib
 import re
 import subprocess
 import sys
 
 import av
+import helpers
 import numpy as np
 import pytest
-from conftest import kept_jax_settings
-from runhelpers import main, output
 
 import dreamerv3
-from dreamerv3 import factories
+from dreamerv3 import main
 from embodied.core import driver as driverlib
-from embodied.run import checkpoints
+from embodied.run import checkpoints, eval_only, train
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-# Building the agent without precompiling compiles only what a run uses.
-FAST = ('--jax.precompile', 'False', '--jax.profiler', 'False')
+ROOT = helpers.ROOT
 LENGTH = 100  # steps of a dummy episode after its reset step
 
 
 @pytest.fixture(scope='module')
-def logdir(tmp_path_factory):
+def logdir(tmp_path_factory, shared_agent):
     """A debug run on the dummy task that saved a checkpoint."""
     logdir = tmp_path_factory.mktemp('policy') / 'train'
-    result = main(logdir, '--run.steps', '20', *FAST)
-    assert result.returncode == 0, output(result)
+    config = helpers.config('--run.steps', '20', logdir=logdir)
+    main.write_config(config)
+    with helpers.kept_jax_settings():
+        train.train(config, helpers.reuse(*shared_agent))
     return logdir
 
 
-@pytest.fixture(scope='module', autouse=True)
-def restore_jax_settings():
-    """Undo the global JAX settings that building an agent in this process changes."""
-    with kept_jax_settings():
-        yield
+@pytest.fixture
+def shared(make_debug_agent, monkeypatch):
+    """`load_policy` and the scripts build the shared debug agent instead of compiling one."""
+    monkeypatch.setattr(main, 'make_agent', make_debug_agent)
+    return make_debug_agent
 
 
-@pytest.fixture(scope='module')
-def policy(logdir):
+@pytest.fixture
+def policy(logdir, shared):
     """The run's policy for one env, on the device JAX picks (the CPU here)."""
     return dreamerv3.load_policy(logdir)
 
@@ -69,7 +65,6 @@ def play(policy, env, episodes):
     return scores, lengths, actions
 
 
-@pytest.mark.slow
 def test_policy_scores_like_eval_only(logdir, policy, tmp_path):
     assert policy.mode == 'eval' and policy.batch is None
     env = policy.make_env()
@@ -83,30 +78,19 @@ def test_policy_scores_like_eval_only(logdir, policy, tmp_path):
 
     evaldir = tmp_path / 'eval'
     steps = 2 * (LENGTH + 1)  # two whole episodes of one env
-    result = main(
-        evaldir,
-        '--script',
-        'eval_only',
-        '--run.from_checkpoint',
-        str(logdir),
-        '--run.envs',
-        '1',
-        '--run.steps',
-        str(steps),
-        *FAST,
-    )
-    assert result.returncode == 0, output(result)
-    records = [json.loads(line) for line in (evaldir / 'metrics.jsonl').read_text().splitlines()]
+    flags = ('--script', 'eval_only', '--run.from_checkpoint', str(logdir), '--run.envs', '1')
+    config = helpers.config(*flags, '--run.steps', str(steps), logdir=evaldir)
+    eval_only.eval_only(config, main.make_agent)
+    records = helpers.metrics(evaldir)
     assert [r['episode/score'] for r in records if 'episode/score' in r] == scores
     assert [r['episode/length'] for r in records if 'episode/length' in r] == lengths
     assert scores == [LENGTH, LENGTH]
 
 
-@pytest.mark.slow
-def test_batched_policy_acts_like_the_run_loop(logdir):
+def test_batched_policy_acts_like_the_run_loop(logdir, shared):
     policy = dreamerv3.load_policy(logdir, batch=2, platform='cpu')
     # The acting loop of eval_only: a driver steps the envs with agent.policy(mode='eval').
-    agent = factories.make_agent(policy.config)
+    agent = main.make_agent(policy.config)
     checkpoints.load_agent(agent, logdir)
     steps = LENGTH + 10  # crosses an episode end, after which the carries restart
     driver = driverlib.Driver([lambda i=i: policy.make_env(i) for i in range(2)], parallel=False)
@@ -115,6 +99,8 @@ def test_batched_policy_acts_like_the_run_loop(logdir):
     driver.reset(agent.init_policy)
     driver(lambda *a: agent.policy(*a, mode='eval'), steps=2 * steps)
     driver.close()
+    # The policy acts with the same agent: from the checkpoint's action counter again.
+    checkpoints.load_agent(policy.agent, logdir)
 
     envs = [policy.make_env(i) for i in range(2)]
     start = policy.reset_action()
@@ -138,7 +124,6 @@ def test_batched_policy_acts_like_the_run_loop(logdir):
         np.testing.assert_allclose(act['act_cont'], tran['act_cont'], rtol=1e-6)
 
 
-@pytest.mark.slow
 def test_reset_and_is_first_restart_the_carry(policy):
     env = policy.make_env()
     initial = policy._initial
@@ -164,7 +149,6 @@ def test_reset_and_is_first_restart_the_carry(policy):
     env.close()
 
 
-@pytest.mark.slow
 def test_bad_inputs_are_clear_errors(logdir, policy, tmp_path):
     with pytest.raises(checkpoints.CheckpointError, match='No complete checkpoint'):
         dreamerv3.load_policy(tmp_path)
@@ -184,8 +168,7 @@ def test_bad_inputs_are_clear_errors(logdir, policy, tmp_path):
     assert act['act_disc'].shape == ()
 
 
-@pytest.mark.slow
-def test_the_readme_example_runs(logdir):
+def test_the_readme_example_runs(logdir, shared):
     readme = (ROOT / 'README.md').read_text()
     section = readme.split('## Use a trained policy\n', 1)[1].split('\n## ', 1)[0]
     short, loop = re.findall(r'```python\n(.*?)```', section, re.S)
@@ -198,26 +181,14 @@ def test_the_readme_example_runs(logdir):
     assert scope['obs']['is_last'] and set(scope['act']) == {'act_disc', 'act_cont', 'reset'}
 
 
-@pytest.mark.slow
-def test_play_script_prints_scores_and_writes_a_video(logdir, tmp_path):
+def test_play_script_prints_scores_and_writes_a_video(logdir, tmp_path, shared, capsys):
     video = tmp_path / 'out.mp4'
-    command = [
-        sys.executable,
-        str(ROOT / 'scripts' / 'play.py'),
-        '--logdir',
-        str(logdir),
-        '--episodes',
-        '2',
-        '--video',
-        str(video),
-        '--platform',
-        'cpu',
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, output(result)
-    assert 'Episode 1/2: score 100.00, length 100' in result.stdout
-    assert 'Episode 2/2: score 100.00, length 100' in result.stdout
-    assert 'Played 2 episodes of dummy_disc: mean score 100.00' in result.stdout
+    argv = ['--logdir', str(logdir), '--episodes', '2', '--video', str(video)]
+    load_play().main([*argv, '--platform', 'cpu'])
+    out = capsys.readouterr().out
+    assert 'Episode 1/2: score 100.00, length 100' in out
+    assert 'Episode 2/2: score 100.00, length 100' in out
+    assert 'Played 2 episodes of dummy_disc: mean score 100.00' in out
     with av.open(str(video)) as container:
         frames = [f.to_ndarray(format='rgb24') for f in container.decode(video=0)]
     assert len(frames) == 2 * (LENGTH + 1)
@@ -227,7 +198,7 @@ def test_play_script_prints_scores_and_writes_a_video(logdir, tmp_path):
 def test_play_script_errors_are_one_line(tmp_path):
     command = [sys.executable, str(ROOT / 'scripts' / 'play.py'), '--logdir', str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2, output(result)
+    assert result.returncode == 2, helpers.output(result)
     assert 'No complete checkpoint' in result.stderr and 'Traceback' not in result.stderr
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from dreamerv3 import replay_layout as layout
-from embodied.core import chunk as chunklib
+from dreamerv3.tools import upgrade_replay
+from embodied.core import chunks as chunklib
 from embodied.core.replay import Replay
 
 S = elements.Space
@@ -138,10 +139,10 @@ def test_in_memory_replays_have_no_directory_to_convert():
 def test_command_line_converts_a_folder(tmp_path, capsys):
     old, index = old_latents(5, seed=6)
     path = write_chunk(tmp_path, {**steps(5, 6), **old})
-    assert layout.main([str(tmp_path)]) == 0
+    assert upgrade_replay.main([str(tmp_path)]) == 0
     assert 'converted 1 chunk files' in capsys.readouterr().out
     np.testing.assert_array_equal(chunklib.Chunk.load(path).data['dyn/stoch'], index)
-    assert layout.main([str(tmp_path)]) == 0
+    assert upgrade_replay.main([str(tmp_path)]) == 0
     assert 'already has the compact layout' in capsys.readouterr().out
-    assert layout.main([str(tmp_path / 'empty')]) == 2
+    assert upgrade_replay.main([str(tmp_path / 'empty')]) == 2
     assert 'no chunk files' in capsys.readouterr().err

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dreamerv3 import config as configlib
-from dreamerv3 import main
+from embodied.envs import registry
 
 CASES = [
     (['--task', 'atari_pong'], (96, 96, 1), 18),
@@ -23,7 +23,7 @@ CASES = [
 @pytest.mark.parametrize('argv, image, classes', CASES, ids=[' '.join(c[0]) for c in CASES])
 def test_make_env_from_presets(tmp_path, argv, image, classes):
     config, _ = configlib.parse([*argv, '--logdir', str(tmp_path)], environ={})
-    env = main.make_env(config, 0)
+    env = registry.make_env(config, 0)
     try:
         act = {k: np.zeros(v.shape, v.dtype) for k, v in env.act_space.items()}
         act['reset'] = np.bool_(True)
@@ -46,5 +46,5 @@ def test_crafter_use_logdir_writes_into_the_env_folder(tmp_path):
         ['--configs', 'crafter', '--env.crafter.use_logdir', 'True', '--logdir', str(tmp_path)],
         environ={},
     )
-    main.make_env(config, 3)
+    registry.make_env(config, 3)
     assert (tmp_path / 'env3').is_dir()

@@ -9,7 +9,7 @@ import pytest
 from embodied.envs import registry
 
 
-def test_every_suite_has_modules_and_extras():
+def test_one_record_per_suite_names_its_constructor_packages_and_extra():
     expected = {
         'dummy',
         'custom',
@@ -28,9 +28,12 @@ def test_every_suite_has_modules_and_extras():
         'memmaze',
     }
     assert set(registry.SUITES) == expected
-    assert set(registry.SUITE_MODULES) == expected
-    assert set(registry.SUITE_EXTRAS) == expected
     assert registry.suites() == sorted(expected)
+    for name, suite in registry.SUITES.items():
+        module, sep, ctor = suite.ctor.partition(':')
+        assert module.startswith('embodied.envs.') and sep and ctor, name
+        # A suite that needs packages says how to get them.
+        assert not suite.needs or suite.extra or suite.install, name
 
 
 def test_load_returns_constructors():
@@ -118,8 +121,8 @@ def test_adapter_modules_import_no_heavy_packages():
     code = textwrap.dedent("""
         import importlib, sys
         from embodied.envs import registry
-        for module, _ in registry.SUITES.values():
-            importlib.import_module(module)
+        for suite in registry.SUITES.values():
+            importlib.import_module(suite.ctor.split(':')[0])
         heavy = ['ale_py', 'crafter', 'dm_control', 'mujoco', 'gymnasium', 'gym', 'dm_env',
                  'bsuite', 'procgen', 'deepmind_lab', 'minerl', 'memory_maze', 'labmaze',
                  'jax', 'cv2']

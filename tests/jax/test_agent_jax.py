@@ -4,6 +4,7 @@ The toy model is also used by test_agent_multicpu.py, which runs this file's `ru
 in a subprocess with 8 mock CPU devices.
 """
 
+import functools
 import pathlib
 import pickle
 
@@ -111,6 +112,11 @@ class ToyModel:
         return carry, {'loss': self.loss(data)}
 
 
+def model_fn(config):
+    """The JAX agent's `model_fn(obs_space, act_space)` for a ToyModel of this config."""
+    return functools.partial(ToyModel, config=config)
+
+
 def make_config(logdir, **jax_overrides):
     """Agent config with the project's jax defaults, a CPU platform and small sizes."""
     yaml = ruamel.yaml.YAML(typ='safe')
@@ -200,7 +206,7 @@ def restore_jax_config():
 def agent(tmp_path_factory):
     # A tiny chunk size splits the parameters into several checkpoint groups.
     config = make_config(tmp_path_factory.mktemp('agent'), precompile=True, ckpt_chunksize=64)
-    return embodied.jax.Agent(ToyModel, OBS_SPACE, ACT_SPACE, config)
+    return embodied.jax.Agent(model_fn(config), OBS_SPACE, ACT_SPACE, config)
 
 
 @pytest.fixture(scope='module')
@@ -210,7 +216,7 @@ def other(tmp_path_factory):
         tmp_path_factory.mktemp('other'), precompile=False, enable_policy=False, profiler=True
     )
     config = config.update(units=2)
-    return embodied.jax.Agent(ToyModel, OBS_SPACE, ACT_SPACE, config)
+    return embodied.jax.Agent(model_fn(config), OBS_SPACE, ACT_SPACE, config)
 
 
 @pytest.mark.pinned
@@ -430,10 +436,10 @@ def test_disabled_policy_raises_and_profiler_writes_trace(other):
 def test_expect_devices_mismatch_raises(tmp_path):
     config = make_config(tmp_path, expect_devices=5)
     with pytest.raises(embodied.SetupError, match=r'expected 5 JAX devices .* found 1'):
-        embodied.jax.Agent(ToyModel, OBS_SPACE, ACT_SPACE, config)
+        embodied.jax.Agent(model_fn(config), OBS_SPACE, ACT_SPACE, config)
     config = make_config(tmp_path, train_devices=[3])
     with pytest.raises(embodied.SetupError, match='device index 3 .* 1 local devices'):
-        embodied.jax.Agent(ToyModel, OBS_SPACE, ACT_SPACE, config)
+        embodied.jax.Agent(model_fn(config), OBS_SPACE, ACT_SPACE, config)
 
 
 def test_precompiled_functions_and_cost_summary(agent):
@@ -453,7 +459,7 @@ def test_agent_runs_with_jit_disabled(tmp_path):
     # Last in the file: setup() switches jit off process-wide, restored below.
     try:
         config = make_config(tmp_path, jit=False, precompile=True, ckpt_chunksize=64)
-        agent = embodied.jax.Agent(ToyModel, OBS_SPACE, ACT_SPACE, config)
+        agent = embodied.jax.Agent(model_fn(config), OBS_SPACE, ACT_SPACE, config)
         rng = np.random.default_rng(9)
         stream = iter(batches(agent, rng))
         carry = agent.init_train(4)

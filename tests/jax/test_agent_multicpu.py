@@ -89,7 +89,7 @@ def run_multicpu(logdir):
     preset = yaml.load((toy.ROOT / 'configs' / 'dreamerv3.yaml').read_text())['multicpu']
     config = toy.make_config(logdir, **preset['jax'], precompile=True)
     config = config.update(batch_size=preset['batch_size'])
-    agent = embodied.jax.Agent(toy.ToyModel, toy.OBS_SPACE, toy.ACT_SPACE, config)
+    agent = embodied.jax.Agent(toy.model_fn(config), toy.OBS_SPACE, toy.ACT_SPACE, config)
     ids = lambda arrays: sorted({d.id for x in arrays for d in x.sharding.device_set})
     result = {
         'devices': jax.device_count(),
@@ -140,7 +140,7 @@ def run_multicpu(logdir):
 
     # The same on shard_map: every device runs the model on its slice of the batch.
     config = config.update({'jax.use_shardmap': True, 'jax.precompile': False})
-    agent = embodied.jax.Agent(toy.ToyModel, toy.OBS_SPACE, toy.ACT_SPACE, config)
+    agent = embodied.jax.Agent(toy.model_fn(config), toy.OBS_SPACE, toy.ACT_SPACE, config)
     stream = iter(toy.batches(agent, rng))
     carry = agent.init_train(config.batch_size)
     losses = []
@@ -177,7 +177,7 @@ def run_multihost(logdir, port, index):
         ckpt_chunksize=64,
     )
     config = config.update(batch_size=2)
-    agent = embodied.jax.Agent(toy.ToyModel, toy.OBS_SPACE, toy.ACT_SPACE, config)
+    agent = embodied.jax.Agent(toy.model_fn(config), toy.OBS_SPACE, toy.ACT_SPACE, config)
     rng = np.random.default_rng(int(index))
     stream = iter(toy.batches(agent, rng))
     carry = agent.init_train(2)

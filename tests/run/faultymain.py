@@ -13,7 +13,7 @@ import sys
 
 def install(fault, save):
     """Patch the writers so that they fail from the `save`-th checkpoint save on."""
-    from embodied.core import chunk
+    from embodied.core import chunks
     from embodied.run import checkpoints
 
     saves = [0]
@@ -33,9 +33,9 @@ def install(fault, save):
 
     checkpoints.Checkpoint.save = counting_save
     if fault == 'chunk':
-        chunk.Chunk.save = failing(chunk.Chunk.save, errno.EIO)
+        chunks.Chunk.save = failing(chunks.Chunk.save, errno.EIO)
     elif fault == 'enospc':
-        chunk.Chunk.save = failing(chunk.Chunk.save, errno.ENOSPC)
+        chunks.Chunk.save = failing(chunks.Chunk.save, errno.ENOSPC)
         checkpoints._write_file = failing(checkpoints._write_file, errno.ENOSPC)
     else:
         raise ValueError(f'Unknown fault {fault!r}.')

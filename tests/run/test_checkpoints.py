@@ -9,7 +9,7 @@ import elements
 import numpy as np
 import pytest
 
-from embodied.core import chunk as chunklib
+from embodied.core import chunks as chunklib
 from embodied.core.replay import Replay
 from embodied.run import checkpoints
 

@@ -7,7 +7,7 @@ import time
 
 import psutil
 import pytest
-from runhelpers import command, output
+from helpers import command, output
 
 HERE = pathlib.Path(__file__).resolve().parent
 

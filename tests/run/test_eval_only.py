@@ -3,45 +3,31 @@
 import pickle
 
 import av
+import helpers
 import numpy as np
 import pytest
-from runhelpers import keys, main, metrics, output
 
-from embodied.run import checkpoints
-
-# Building the agent without precompiling compiles only what a run uses (here the policy).
-FAST = ('--jax.precompile', 'False', '--jax.profiler', 'False')
+from embodied.run import checkpoints, eval_only, train
 
 
-@pytest.mark.slow
-def test_evaluates_a_train_checkpoint(tmp_path):
-    # One test, so that parallel workers do not each train the checkpoint it needs.
+def test_evaluates_a_train_checkpoint(tmp_path, make_debug_agent, capsys):
     trained = tmp_path / 'train'
-    result = main(trained, '--run.steps', '20', *FAST)
-    assert result.returncode == 0, output(result)
+    train.train(helpers.config('--run.steps', '20', logdir=trained), make_debug_agent)
 
     logdir = tmp_path / 'eval'
     # One env: a dummy episode ends after 101 transitions.
-    result = main(
-        logdir,
-        '--script',
-        'eval_only',
-        '--run.from_checkpoint',
-        str(trained),
-        '--run.envs',
-        '1',
-        '--run.steps',
-        '110',
-        *FAST,
-    )
-    assert result.returncode == 0, output(result)
-    assert f'Loading agent parameters from {trained / "ckpt"}' in result.stdout
+    flags = ('--script', 'eval_only', '--run.from_checkpoint', str(trained), '--run.envs', '1')
+    config = helpers.config(*flags, '--run.steps', '110', logdir=logdir)
+    capsys.readouterr()
+    eval_only.eval_only(config, make_debug_agent)
+    assert f'Loading agent parameters from {trained / "ckpt"}' in capsys.readouterr().out
 
     # Episodes of the loaded policy are logged; nothing is trained or stored.
-    names = keys(logdir)
+    names = helpers.keys(logdir)
     assert {'episode/score', 'episode/length', 'fps/policy'} <= names
-    assert [r['episode/length'] for r in metrics(logdir) if 'episode/length' in r] == [100]
-    assert metrics(logdir, 'scores.jsonl')
+    lengths = [r['episode/length'] for r in helpers.metrics(logdir) if 'episode/length' in r]
+    assert lengths == [100]
+    assert helpers.metrics(logdir, 'scores.jsonl')
     assert not any(name.startswith('train/') for name in names)
     assert not (logdir / 'ckpt').exists() and not (logdir / 'replay').exists()
 
@@ -54,16 +40,14 @@ def test_evaluates_a_train_checkpoint(tmp_path):
     assert frames[0].shape == (64, 64, 3)
 
 
-def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    result = main(tmp_path / 'a', '--script', 'eval_only', *FAST)
-    assert result.returncode == 2, output(result)
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    result = helpers.cli(tmp_path / 'a', '--script', 'eval_only')
+    assert result.returncode == 2, helpers.output(result)
     assert 'needs a checkpoint' in result.stderr and 'Traceback' not in result.stderr
-    result = main(
-        tmp_path / 'b', '--script', 'eval_only', '--run.from_checkpoint', str(tmp_path), *FAST
-    )
-    assert result.returncode == 2, output(result)
-    assert 'No complete checkpoint found' in result.stderr
-    assert 'Traceback' not in result.stderr
+    flags = ('--script', 'eval_only', '--run.from_checkpoint', str(tmp_path))
+    assert helpers.main_status(tmp_path / 'b', *flags) == 2
+    assert 'No complete checkpoint found' in capsys.readouterr().err
+    assert not (tmp_path / 'b').exists()
 
 
 def fake_checkpoint(folder, agent):
@@ -74,7 +58,7 @@ def fake_checkpoint(folder, agent):
     return folder
 
 
-def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
+def test_checkpoint_of_another_model_is_a_clear_error(tmp_path, make_debug_agent):
     folder = fake_checkpoint(
         tmp_path / 'other',
         {
@@ -82,19 +66,10 @@ def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
             'counters': {'updates': 0, 'batches': 0, 'actions': 0},
         },
     )
-    result = main(
-        tmp_path / 'eval',
-        '--script',
-        'eval_only',
-        '--run.from_checkpoint',
-        str(folder),
-        '--run.steps',
-        '10',
-        *FAST,
-    )
-    assert result.returncode == 2, output(result)
-    assert 'Traceback' not in result.stderr
-    assert 'does not fit this model' in result.stderr, output(result)
+    flags = ('--script', 'eval_only', '--run.from_checkpoint', str(folder), '--run.steps', '10')
+    config = helpers.config(*flags, logdir=tmp_path / 'eval')
+    with pytest.raises(checkpoints.CheckpointError, match='does not fit this model'):
+        eval_only.eval_only(config, make_debug_agent)
 
 
 def test_checkpoint_of_a_random_agent_is_a_clear_error(tmp_path):

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from runhelpers import checkpoint, command
+from helpers import checkpoint, command
 
 from embodied.run import interrupt
 
@@ -154,8 +154,8 @@ def check_stopped(logdir, code, out, signame, replay_name, replay_dir):
 
 @pytest.mark.slow
 def test_sigterm_during_training_saves_the_last_trained_step(tmp_path):
-    # A small batch, so that training starts after a few env steps.
-    run = Run(tmp_path, '--jax.precompile', 'False', '--run.log_every', '1', '--batch_size', '2')
+    # The debug agent as the shared test agent compiles it, usually from the persistent cache.
+    run = Run(tmp_path, '--run.log_every', '1')
     run.wait_for('train/loss/dyn')
     code, out = run.stop(signal.SIGTERM)
     check_stopped(tmp_path, code, out, 'SIGTERM', 'replay', 'replay')

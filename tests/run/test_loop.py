@@ -1,8 +1,9 @@
 """The shared run loop: hooks, one log call, the final save and a stop request."""
 
-from runhelpers import load_config
+import helpers
 
 from embodied.run import loop as looplib
+from embodied.run import outputs
 
 
 class Checkpoint:
@@ -14,9 +15,9 @@ class Checkpoint:
 
 
 def make_loop(tmp_path, total, **kwargs):
-    _, fns, args = load_config(tmp_path, '--run.log_every', '1', '--run.save_every', '1')
-    logger = fns['make_logger']()
-    return looplib.Loop(None, logger, args, total, **kwargs), logger
+    config = helpers.config('--run.log_every', '1', '--run.save_every', '1', logdir=tmp_path)
+    logger = outputs.make_logger(config)
+    return looplib.Loop(None, logger, config, total, **kwargs), logger
 
 
 def test_hooks_run_on_their_clocks_and_the_end_saves(tmp_path, always_clock):

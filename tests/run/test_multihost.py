@@ -7,9 +7,12 @@ import subprocess
 import numpy as np
 import portal
 import pytest
-from runhelpers import command, metrics
+from helpers import command, metrics
 
 FLAGS = (
+    # A vector task: the smallest model, so the two processes compile quickly.
+    '--task',
+    'gym_CartPole-v1',
     '--jax.mock_devices',
     '2',
     '--jax.train_devices',

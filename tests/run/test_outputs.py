@@ -1,6 +1,7 @@
 """Logger outputs chosen by `logger.outputs`."""
 
 import json
+import sys
 
 import elements
 import numpy as np
@@ -71,12 +72,8 @@ def test_scope_writes_what_it_can_store(tmp_path):
 
 @pytest.mark.parametrize('name, package', [('tensorboard', 'tensorflow'), ('wandb', 'wandb')])
 def test_missing_package_is_named(tmp_path, monkeypatch, name, package):
-    find_spec = outputs.importlib.util.find_spec
-    monkeypatch.setattr(
-        outputs.importlib.util,
-        'find_spec',
-        lambda module: None if module == package else find_spec(module),
-    )
+    # A None entry in sys.modules makes `import package` fail like an absent package.
+    monkeypatch.setitem(sys.modules, package, None)
     with pytest.raises(ImportError, match=f"'{name}' logger output needs the '{package}'"):
         outputs.make_outputs(tmp_path, [name], '.*')
 

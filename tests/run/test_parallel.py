@@ -11,7 +11,7 @@ import time
 import portal
 import psutil
 import pytest
-from runhelpers import checkpoint, command, keys, metrics
+from helpers import checkpoint, command, keys, metrics
 
 FLAGS = (
     '--script',

@@ -5,18 +5,19 @@ import threading
 import time
 
 import elements
+import helpers
 import numpy as np
 import portal
 import pytest
-from runhelpers import load_config
 
+from embodied.envs import registry
 from embodied.envs.dummy import Dummy
 from embodied.run import (
+    agent_role,
     checkpoints,
     env_role,
     logger_role,
     parallel,
-    parallel_agent,
     remote,
     replay_role,
 )
@@ -31,30 +32,29 @@ def sleep_forever():
         time.sleep(0.1)
 
 
-def test_combined_args_resolve_ports_and_actor_batch(tmp_path):
-    _, _, args = load_config(tmp_path, '--run.envs', '5')
-    resolved = parallel.combined_args(args)
-    assert resolved.actor_batch == 2
+def test_addresses_resolve_to_free_ports_and_the_actor_batch(tmp_path):
+    resolved = parallel.resolve_addresses(helpers.config('--run.envs', '5', logdir=tmp_path))
+    assert resolved.run.actor_batch == 2
     for key in parallel.ADDRESSES:
-        host, port = resolved[key].split(':')
+        host, port = resolved.run[key].split(':')
         assert host == 'localhost' and int(port) > 0
-    _, _, args = load_config(tmp_path, '--run.envs', '2', '--run.actor_batch', '3')
+    config = helpers.config('--run.envs', '2', '--run.actor_batch', '3', logdir=tmp_path)
     with pytest.raises(ValueError, match='actor_batch=3 exceeds run.envs=2'):
-        parallel.combined_args(args)
+        parallel.resolve_addresses(config)
 
 
 def test_separate_roles_need_real_addresses(tmp_path):
-    _, _, args = load_config(tmp_path)
+    config = helpers.config(logdir=tmp_path)
     with pytest.raises(ValueError, match=r'run.actor_addr .* --run.actor_addr host:port'):
-        parallel.parallel_env(None, 0, args)
+        parallel.parallel_env(config)
     with pytest.raises(ValueError, match='run.replay_addr'):
-        parallel.parallel_replay(None, None, args)
+        parallel.parallel_replay(config)
 
 
 def test_missing_checkpoint_fails_before_any_role_starts(tmp_path):
-    _, fns, args = load_config(tmp_path, '--run.from_checkpoint', str(tmp_path / 'none'))
+    config = helpers.config('--run.from_checkpoint', str(tmp_path / 'none'), logdir=tmp_path)
     with pytest.raises(checkpoints.CheckpointError, match='No complete checkpoint'):
-        parallel.parallel(make_agent=None, **fns, args=args)
+        parallel.parallel(config, make_agent=None)
 
 
 def test_supervisor_stops_everything_when_one_role_crashes():
@@ -160,10 +160,10 @@ def test_logger_drops_episodes_of_silent_envs():
 
 
 @pytest.fixture
-def actor(tmp_path, fake_agent):
-    config, _, args = load_config(tmp_path, '--run.envs', '2', '--run.eval_envs', '1')
+def server(tmp_path, fake_agent):
+    config = helpers.config('--run.envs', '2', '--run.eval_envs', '1', logdir=tmp_path)
     agent = fake_agent(config)
-    return parallel_agent.Actor(agent, args, threading.Event(), threading.Event())
+    return agent_role.PolicyServer(agent, config, threading.Event(), threading.Event())
 
 
 def observations(agent, envids, is_last, is_eval=False):
@@ -177,9 +177,9 @@ def observations(agent, envids, is_last, is_eval=False):
     return obs
 
 
-def test_actor_zeroes_last_actions_and_keeps_carries_per_env(actor):
-    agent = actor.agent
-    reply, tran = actor.act(observations(agent, [0, 1], [False, True]), mode='train')
+def test_policy_server_zeroes_last_actions_and_keeps_carries_per_env(server):
+    agent = server.agent
+    reply, tran = server.act(observations(agent, [0, 1], [False, True]), mode='train')
     assert reply['reset'].tolist() == [False, True]
     assert reply['stop'].tolist() == [False, False]
     for key in agent.random.act_space:
@@ -187,30 +187,30 @@ def test_actor_zeroes_last_actions_and_keeps_carries_per_env(actor):
         np.testing.assert_array_equal(tran[key], reply[key])
     assert tran['envid'].tolist() == [0, 1] and 'log/extra' in tran
     # Carries are kept per env id, whatever the batch they arrive in.
-    actor.act(observations(agent, [1, 0], [False, False]), mode='train')
-    assert actor.carries == {0: 2, 1: 2}
-    reply, _ = actor.act(observations(agent, [2], [False], is_eval=True), mode='eval')
+    server.act(observations(agent, [1, 0], [False, False]), mode='train')
+    assert server.carries == {0: 2, 1: 2}
+    reply, _ = server.act(observations(agent, [2], [False], is_eval=True), mode='eval')
     assert agent.modes == {'train': 4, 'eval': 1}
-    assert actor.carries[2] == 1
+    assert server.carries[2] == 1
 
 
-def test_actor_tells_envs_to_stop_at_the_step_limit(actor):
-    agent = actor.agent
+def test_policy_server_tells_envs_to_stop_at_the_step_limit(server):
+    agent = server.agent
     done = portal.Future()
-    done.set_result(int(actor.args.steps))
-    actor._on_step(done)
-    assert actor.stop.is_set()
-    reply, _ = actor.act(observations(agent, [0, 1], [False, False]), mode='train')
+    done.set_result(int(server.config.run.steps))
+    server._on_step(done)
+    assert server.stop.is_set()
+    reply, _ = server.act(observations(agent, [0, 1], [False, False]), mode='train')
     assert reply['stop'].tolist() == [True, True]
-    assert actor.stopping(2)
-    actor.finish(timeout=5)
-    assert actor.closing.is_set() and actor.told == {0, 1, 2}
+    assert server.stopping(2)
+    server.finish(timeout=5)
+    assert server.closing.is_set() and server.told == {0, 1, 2}
 
 
 @pytest.fixture
 def role(tmp_path):
-    _, fns, args = load_config(tmp_path, '--batch_size', '2', '--run.train_ratio', '20')
-    return replay_role.ReplayRole(fns['make_replay'], fns['make_stream'], args)
+    flags = ('--batch_size', '2', '--run.train_ratio', '20')
+    return replay_role.ReplayRole(helpers.config(*flags, logdir=tmp_path))
 
 
 def transitions(envid, count, start, is_eval=False):
@@ -267,14 +267,14 @@ class NanEnv(Dummy):
         return {**super()._obs(*args, **kwargs), 'vector': np.full(7, np.nan, np.float32)}
 
 
-def test_env_role_names_the_env_of_a_nan_observation(tmp_path):
-    _, _, args = load_config(tmp_path)
+def test_env_role_names_the_env_of_a_nan_observation(tmp_path, monkeypatch):
     port = portal.free_port()
+    config = helpers.config('--run.actor_addr', f'localhost:{port}', logdir=tmp_path)
+    monkeypatch.setattr(registry, 'make_env', lambda config, index: NanEnv('nan', size=(4, 4)))
     actor = portal.Server(port, 'FakeActor')  # the env connects before its first step
     actor.start(block=False)
     try:
-        args = args.update({'actor_addr': f'localhost:{port}'})
         with pytest.raises(ValueError, match=r"Observation 'vector' of env 3 contains NaN"):
-            env_role.run(lambda env_id: NanEnv('nan', size=(4, 4)), 3, args, is_eval=False)
+            env_role.run(config, 3, is_eval=False)
     finally:
         actor.close()

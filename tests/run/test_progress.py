@@ -9,7 +9,7 @@ import struct
 import subprocess
 import termios
 
-from runhelpers import command, main, metrics, output
+from helpers import cli, command, metrics, output
 
 from embodied.run import progress
 
@@ -48,7 +48,7 @@ def test_updates_are_the_unit_of_offline_training(monkeypatch):
 
 
 def test_log_file_gets_short_lines_and_the_block_on_request(tmp_path):
-    result = main(tmp_path / 'plain', *FLAGS)
+    result = cli(tmp_path / 'plain', *FLAGS)
     assert result.returncode == 0, output(result)
     # One line per log write (the records with fps/policy), the last one with a score.
     lines = [m.group(0) for m in LINE.finditer(result.stdout)]
@@ -56,7 +56,7 @@ def test_log_file_gets_short_lines_and_the_block_on_request(tmp_path):
     assert lines and len(lines) == len(logs), output(result)
     assert 'score' in lines[-1]
     assert '[Agent Step' not in result.stdout
-    result = main(
+    result = cli(
         tmp_path / 'block', *FLAGS, '--logger.terminal', 'metrics', '--logger.filter', 'fps/'
     )
     assert result.returncode == 0, output(result)

@@ -12,9 +12,9 @@ import sys
 import time
 
 import pytest
-from runhelpers import command, main, output
+from helpers import cli, command, output
 
-from embodied.core import chunk as chunklib
+from embodied.core import chunks as chunklib
 from embodied.run import checkpoints
 
 FAULTY = pathlib.Path(__file__).parent / 'faultymain.py'
@@ -212,7 +212,7 @@ def test_errors_found_after_parsing_leave_no_logdir(tmp_path, flags, message):
         ):
             pytest.skip('this machine has the CUDA build of JAX')
     logdir = tmp_path / 'run'
-    result = main(logdir, *flags, timeout=120)
+    result = cli(logdir, *flags, timeout=120)
     assert_clean_failure(result)
     assert message in result.stderr, output(result)
     assert not logdir.exists()

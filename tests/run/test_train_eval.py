@@ -2,15 +2,16 @@
 
 import time
 
-from runhelpers import checkpoint, keys, load_config, main, metrics, output
+import helpers
+from helpers import checkpoint, cli, keys, metrics, output
 
 from embodied.run import train_eval
 
 
 def run_in_process(logdir, fake_agent, *flags):
-    config, fns, args = load_config(logdir, *flags)
+    config = helpers.config(*flags, logdir=logdir)
     agent = fake_agent(config)
-    train_eval.train_eval(make_agent=lambda: agent, **fns, args=args)
+    train_eval.train_eval(config, lambda config: agent)
     return agent
 
 
@@ -82,7 +83,7 @@ def test_resumes_with_both_replays(tmp_path, fake_agent, always_clock, capsys):
 def test_command_line_writes_what_a_user_expects_and_resumes(tmp_path):
     # One test, so that parallel workers do not each repeat the first run.
     flags = ('--script', 'train_eval', '--random_agent', 'True', '--run.eval_envs', '2')
-    result = main(
+    result = cli(
         tmp_path, *flags, '--run.steps', '12000', '--run.report_every', '1', '--run.log_every', '1'
     )
     assert result.returncode == 0, output(result)
@@ -108,7 +109,7 @@ def test_command_line_writes_what_a_user_expects_and_resumes(tmp_path):
     assert list((tmp_path / 'eval_replay').glob('*.npz'))
 
     step = checkpoint(tmp_path / 'ckpt', 'step')
-    result = main(tmp_path, *flags, '--run.steps', str(step + 100))
+    result = cli(tmp_path, *flags, '--run.steps', str(step + 100))
     assert result.returncode == 0, output(result)
     assert f'from step {step} to {step + 100}' in result.stdout
     assert checkpoint(tmp_path / 'ckpt', 'step') >= step + 100

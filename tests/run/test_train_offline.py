@@ -1,10 +1,9 @@
 """The `train_offline` script: train from another run's replay folder, then evaluate it."""
 
-import pytest
-from runhelpers import checkpoint, keys, main, metrics, output
+import helpers
+from helpers import checkpoint, keys, metrics
 
-FAST = ('--jax.precompile', 'False')
-TIMEOUT = 1200  # seconds per command, for slow shared machines
+from embodied.run import eval_only, train, train_offline
 
 
 def snapshot(folder):
@@ -15,31 +14,23 @@ def snapshot(folder):
     }
 
 
-@pytest.mark.slow
-def test_trains_from_a_replay_folder_without_writing_there_then_eval_only(tmp_path):
-    # One test, so that parallel workers do not each collect the replay it needs.
+def test_trains_from_a_replay_folder_without_writing_there_then_eval_only(
+    tmp_path, make_debug_agent, capsys
+):
     source = tmp_path / 'source'
-    result = main(source, '--run.steps', '150', *FAST, timeout=TIMEOUT)
-    assert result.returncode == 0, output(result)
+    train.train(helpers.config('--run.steps', '150', logdir=source), make_debug_agent)
     replay = source / 'replay'
     before = snapshot(replay)
     assert any(name.endswith('.npz') for name in before)
 
     offline = tmp_path / 'offline'
-    result = main(
-        offline,
-        '--script',
-        'train_offline',
-        '--run.from_replay',
-        str(replay),
-        '--run.offline_updates',
-        '12',
-        *FAST,
-        timeout=TIMEOUT,
-    )
-    assert result.returncode == 0, output(result)
-    assert 'from update 0 to 12' in result.stdout
-    assert 'Finished offline training at update 12.' in result.stdout
+    flags = ('--script', 'train_offline', '--run.from_replay', str(replay))
+    config = helpers.config(*flags, '--run.offline_updates', '12', logdir=offline)
+    capsys.readouterr()
+    train_offline.train_offline(config, make_debug_agent)
+    out = capsys.readouterr().out
+    assert 'from update 0 to 12' in out
+    assert 'Finished offline training at update 12.' in out
     assert snapshot(replay) == before  # read-only: nothing written, moved or deleted
     assert not (offline / 'replay').exists()
     assert checkpoint(offline / 'ckpt', 'step') == 12
@@ -52,19 +43,8 @@ def test_trains_from_a_replay_folder_without_writing_there_then_eval_only(tmp_pa
     assert max(r['step'] for r in metrics(offline)) == 12
 
     evaluated = tmp_path / 'eval'
-    result = main(
-        evaluated,
-        '--script',
-        'eval_only',
-        '--run.from_checkpoint',
-        str(offline),
-        '--run.steps',
-        '110',
-        '--run.envs',
-        '1',
-        *FAST,
-        timeout=TIMEOUT,
-    )
-    assert result.returncode == 0, output(result)
-    assert f'Loading agent parameters from {offline / "ckpt"}' in result.stdout
+    flags = ('--script', 'eval_only', '--run.from_checkpoint', str(offline), '--run.envs', '1')
+    config = helpers.config(*flags, '--run.steps', '110', logdir=evaluated)
+    eval_only.eval_only(config, make_debug_agent)
+    assert f'Loading agent parameters from {offline / "ckpt"}' in capsys.readouterr().out
     assert [r['episode/length'] for r in metrics(evaluated) if 'episode/length' in r] == [100]

@@ -1,16 +1,15 @@
-"""python -m dreamerv3.score: the paper's protocol on synthetic and on the published score files."""
+"""The score tool: the paper's protocol on synthetic and on the published score files."""
 
 import gzip
 import json
 import pathlib
 import statistics
-import subprocess
-import sys
 
+import helpers
 import pytest
 import scipy.stats
 
-from dreamerv3 import score
+from dreamerv3.tools import score
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DATA = ROOT / 'tests' / 'data'
@@ -21,15 +20,9 @@ published = pytest.mark.skipif(
 
 
 def run_score(*args, tmp_path):
-    """Run the command line; returns (CompletedProcess, the --json summary or None)."""
+    """Run the command; returns (CompletedProcess, the --json summary or None)."""
     out = tmp_path / 'summary.json'
-    result = subprocess.run(
-        [sys.executable, '-m', 'dreamerv3.score', *map(str, args), '--json', str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    result = helpers.call(score.main, *args, '--json', out)
     summary = json.loads(out.read_text()) if out.exists() else None
     return result, summary
 

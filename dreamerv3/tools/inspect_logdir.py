@@ -1,25 +1,22 @@
 """What a logdir holds: config changes, checkpoints, progress, replay, scores, losses, lock.
 
-usage: python -m dreamerv3.inspect LOGDIR [--json]
+usage: python -m dreamerv3.tools.inspect_logdir LOGDIR [--json]
 """
 
 import argparse
-import datetime
 import json
 import pathlib
-import pickle
 import re
 import socket
 
 import elements
 
+from embodied.run import checkpoints as ckptlib
 from embodied.run import lock
 
-from . import config as configlib
+from .. import config as configlib
 from . import curves as curveslib
 
-# Checkpoint folders are named by the time of the save: 20261201T090255F244123.
-STAMP = re.compile(r'^\d{8}T\d{6}(F\d{6})?$')
 # Replay chunk files end in -<number of steps>.npz.
 CHUNK_LENGTH = re.compile(r'-(\d+)\.npz$')
 REPLAY_FOLDERS = ('replay', 'eval_replay', 'replay_eval')
@@ -79,70 +76,47 @@ def config_changes(config: dict) -> list[dict]:
 
 def folder_bytes(folder: pathlib.Path) -> int:
     """Total size of the files under a folder."""
-    return sum(p.stat().st_size for p in folder.rglob('*') if p.is_file())
-
-
-def read_pickle(path: pathlib.Path) -> object:
-    """Unpickle a file of this run's own checkpoint, or None when it cannot be read."""
-    try:
-        return pickle.loads(path.read_bytes())
-    except Exception:
-        return None
-
-
-def stamp_time(name: str) -> str:
-    """The save time a checkpoint folder's name encodes, as YYYY-MM-DD HH:MM:SS."""
-    fmt = '%Y%m%dT%H%M%SF%f' if 'F' in name else '%Y%m%dT%H%M%S'
-    return datetime.datetime.strptime(name, fmt).strftime('%Y-%m-%d %H:%M:%S')
-
-
-def checkpoint_dirs(logdir: pathlib.Path) -> list[pathlib.Path]:
-    """ckpt/ of train scripts, or ckpt/<role>/ of parallel runs."""
-    root = logdir / 'ckpt'
-    if not root.is_dir():
-        return []
-    roles = sorted(p for p in root.iterdir() if p.is_dir() and not STAMP.match(p.name))
-    roles = [p for p in roles if p.name != 'corrupt']
-    return [root] + roles
+    return sum(p.stat().st_size for p in pathlib.Path(folder).rglob('*') if p.is_file())
 
 
 def checkpoints(logdir: pathlib.Path, read_agent: bool = False) -> list[dict]:
     """Every checkpoint folder with its step, save time, size and whether it is complete."""
+    limit = None if read_agent else AGENT_READ_LIMIT
     found = []
-    for directory in checkpoint_dirs(logdir):
-        latest = directory / 'latest'
-        latest = latest.read_text().strip() if latest.exists() else None
-        for folder in sorted(p for p in directory.iterdir() if STAMP.match(p.name)):
+    for directory in ckptlib.directories(logdir):
+        latest = ckptlib.latest_name(directory)
+        for folder in ckptlib.folders(directory):
+            folder = pathlib.Path(folder)
             entry = dict(
                 path=str(folder.relative_to(logdir)),
-                time=stamp_time(folder.name),
+                time=ckptlib.saved_at(folder),
                 bytes=folder_bytes(folder),
-                complete=(folder / 'done').exists(),
+                complete=ckptlib.is_complete(folder),
                 latest=folder.name == latest,
             )
             if (folder / 'step.pkl').exists():
-                entry['step'] = read_pickle(folder / 'step.pkl')
+                entry['step'] = ckptlib.peek(folder, 'step')
             agent = folder / 'agent.pkl'
-            if agent.exists() and (read_agent or agent.stat().st_size <= AGENT_READ_LIMIT):
-                data = read_pickle(agent)
-                if isinstance(data, dict) and isinstance(data.get('counters'), dict):
-                    entry['counters'] = {k: int(v) for k, v in data['counters'].items()}
+            if agent.exists() and limit is not None and agent.stat().st_size > limit:
+                entry['counters'] = None  # read only with --read-agent
             elif agent.exists():
-                entry['counters'] = None
+                data = ckptlib.peek(folder, 'agent')
+                counters = data.get('counters') if isinstance(data, dict) else None
+                if isinstance(counters, dict):
+                    entry['counters'] = {k: int(v) for k, v in counters.items()}
             found.append(entry)
-        corrupt = directory / 'corrupt'
-        if corrupt.is_dir():
-            for folder in sorted(corrupt.iterdir()):
-                found.append(
-                    dict(
-                        path=str(folder.relative_to(logdir)),
-                        time=stamp_time(folder.name) if STAMP.match(folder.name) else '',
-                        bytes=folder_bytes(folder),
-                        complete=False,
-                        latest=False,
-                        corrupt=True,
-                    )
+        for folder in ckptlib.set_aside(directory):
+            folder = pathlib.Path(folder)
+            found.append(
+                dict(
+                    path=str(folder.relative_to(logdir)),
+                    time=ckptlib.saved_at(folder),
+                    bytes=folder_bytes(folder),
+                    complete=False,
+                    latest=False,
+                    corrupt=True,
                 )
+            )
     return found
 
 
@@ -346,7 +320,7 @@ def lock_line(state: dict) -> str:
 def parse(argv=None) -> argparse.Namespace:
     """The command-line arguments."""
     parser = argparse.ArgumentParser(
-        prog='python -m dreamerv3.inspect',
+        prog='python -m dreamerv3.tools.inspect_logdir',
         description='Show what a run logdir holds: config changes, checkpoints, progress, '
         'replay, scores, losses, and whether a run holds it now.',
     )
@@ -361,7 +335,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
-    """Entry point of `python -m dreamerv3.inspect`."""
+    """Entry point of `python -m dreamerv3.tools.inspect_logdir`."""
     args = parse(argv)
     logdir = pathlib.Path(args.logdir).expanduser()
     if not logdir.is_dir():

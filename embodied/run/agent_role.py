@@ -1,4 +1,4 @@
-"""Agent role of the parallel script: an actor server and a learner sharing one agent."""
+"""Agent role of the parallel script: a policy server and a learner sharing one agent."""
 
 import functools
 import threading
@@ -13,30 +13,30 @@ from ..core.driver import zero_where
 from . import checkpoints, remote
 
 
-def run(make_agent, args, ending=None) -> int:
+def run(config: elements.Config, make_agent, ending=None) -> int:
     """Act and learn until the env step reaches `run.steps`, then stop the other roles.
 
-    The actor serves only once the learner has restored its checkpoint. When the actor learns
-    from the logger that `run.steps` is reached, or sees `ending` (a multiprocessing event the
-    main process sets on SIGINT or SIGTERM), the learner finishes its update, saves and ends,
-    the actor tells the envs to stop, and then the replay and logger roles are asked to save
-    and exit. This role sets `ending` itself once the actor has closed, so that envs still
-    waiting to connect stop too.
+    The policy server serves only once the learner has restored its checkpoint. When the server
+    learns from the logger that `run.steps` is reached, or sees `ending` (a multiprocessing
+    event the main process sets on SIGINT or SIGTERM), the learner finishes its update, saves
+    and ends, the server tells the envs to stop, and then the replay and logger roles are asked
+    to save and exit. This role sets `ending` itself once the server has closed, so that envs
+    still waiting to connect stop too.
     """
-    agent = make_agent()
+    agent = make_agent(config)
     stop = threading.Event()
     ready = threading.Event()
-    actor = Actor(agent, args, stop, ready, ending)
-    learner = Learner(agent, args, stop, ready)
-    actor_thread = portal.Thread(actor.run, name='actor', start=True)
+    server = PolicyServer(agent, config, stop, ready, ending)
+    learner = RemoteLearner(agent, config, stop, ready)
+    server_thread = portal.Thread(server.run, name='actor', start=True)
     learner_thread = portal.Thread(learner.run, name='learner', start=True)
     learner_thread.join()
-    actor.finish(timeout=remote.SHUTDOWN_WAIT)
-    actor_thread.join()
+    server.finish(timeout=remote.SHUTDOWN_WAIT)
+    server_thread.join()
     if ending is not None:
         ending.set()
     for name in ('replay', 'logger'):
-        client = portal.Client(args[f'{name}_addr'], f'AgentStops{name.title()}')
+        client = portal.Client(config.run[f'{name}_addr'], f'AgentStops{name.title()}')
         try:
             client.stop().result(timeout=remote.STOP_TIMEOUT)
         except TimeoutError:
@@ -64,12 +64,12 @@ def check_batcher(server: portal.BatchServer) -> None:
         )
 
 
-class Actor:
-    """Batched policy server for the envs; forwards their transitions to replay and logger."""
+class PolicyServer:
+    """Batched policy server for the env roles; forwards their transitions to replay and logger."""
 
-    def __init__(self, agent, args, stop, ready, ending=None):
+    def __init__(self, agent, config, stop, ready, ending=None):
         self.agent = agent
-        self.args = args
+        self.config = config
         self.stop = stop
         self.ready = ready
         self.ending = ending
@@ -78,7 +78,7 @@ class Actor:
         self.carries = {}  # env id -> policy carry of that env
         self.initial = {}  # batch size -> initial carry entry (or shared carry)
         self.told = set()  # env ids told that the run has ended
-        self.expected = set(range(args.envs + args.eval_envs))
+        self.expected = set(range(config.run.envs + config.run.eval_envs))
         self.step = None
         self.fps = elements.FPS()
         self.replay = None
@@ -87,30 +87,32 @@ class Actor:
     def run(self) -> None:
         """Serve `act` (train envs) and `act_eval` (eval envs) until `finish()`."""
         self.ready.wait()
-        args = self.args
-        self.replay = portal.Client(args.replay_addr, 'ActorReplay', maxinflight=8)
-        self.logger = portal.Client(args.logger_addr, 'ActorLogger', maxinflight=8)
-        server = portal.BatchServer(args.actor_addr, name='Actor', workers=args.actor_threads)
+        config = self.config
+        self.replay = portal.Client(config.run.replay_addr, 'ActorReplay', maxinflight=8)
+        self.logger = portal.Client(config.run.logger_addr, 'ActorLogger', maxinflight=8)
+        server = portal.BatchServer(
+            config.run.actor_addr, name='Actor', workers=config.run.actor_threads
+        )
         server.bind(
             'act',
             functools.partial(self.act, mode='train'),
             self.post,
-            batch=args.actor_batch,
-            workers=args.actor_threads,
+            batch=config.run.actor_batch,
+            workers=config.run.actor_threads,
         )
-        if args.eval_envs > 0:
+        if config.run.eval_envs > 0:
             # Eval envs act with mode='eval' (the reference acted on them in train mode), so
             # they get their own method.
             server.bind(
                 'act_eval',
                 functools.partial(self.act, mode='eval'),
                 self.post,
-                batch=min(args.actor_batch, args.eval_envs),
-                workers=args.actor_threads,
+                batch=min(config.run.actor_batch, config.run.eval_envs),
+                workers=config.run.actor_threads,
             )
         server.bind('stopping', self.stopping)
         server.start(block=False)
-        should_log = clock.LocalClock(args.log_every)
+        should_log = clock.LocalClock(config.run.log_every)
         while not self.closing.wait(0.1):
             check_batcher(server)
             if self.ending is not None and self.ending.is_set() and not self.stop.is_set():
@@ -186,52 +188,54 @@ class Actor:
         if future.error() is not None:
             return  # The logger role failed; its process exit stops the run.
         self.step = int(future.result())
-        if self.step >= self.args.steps and not self.stop.is_set():
-            print(f'Reached {self.step} of {int(self.args.steps)} env steps; stopping the run.')
+        if self.step >= self.config.run.steps and not self.stop.is_set():
+            total = int(self.config.run.steps)
+            print(f'Reached {self.step} of {total} env steps; stopping the run.')
             self.stop.set()
 
 
-class Learner:
+class RemoteLearner:
     """Trains on batches from the replay role, reports, logs and saves on clocks."""
 
-    def __init__(self, agent, args, stop, ready):
+    def __init__(self, agent, config, stop, ready):
         self.agent = agent
-        self.args = args
+        self.config = config
         self.stop = stop
         self.ready = ready
         self.agg = elements.Agg()
         self.fps = elements.FPS()
-        self.usage = elements.Usage(**args.usage)
+        self.usage = elements.Usage(**config.run.usage)
 
     def run(self) -> None:
         """Restore the checkpoint, then train until the run stops; saves at the end."""
-        args, agent = self.args, self.agent
-        logdir = elements.Path(args.logdir)
-        checkpoint = checkpoints.Checkpoint(logdir / 'ckpt' / 'agent', args.keep_checkpoints)
+        config, agent = self.config, self.agent
+        logdir = elements.Path(config.logdir)
+        run = config.run
+        checkpoint = checkpoints.Checkpoint(logdir / 'ckpt' / 'agent', run.keep_checkpoints)
         checkpoint.agent = agent
-        if args.from_checkpoint:
-            checkpoints.load_agent(agent, args.from_checkpoint, args.from_checkpoint_regex)
+        if run.from_checkpoint:
+            checkpoints.load_agent(agent, run.from_checkpoint, run.from_checkpoint_regex)
         checkpoints.load_or_save(checkpoint, logdir / 'ckpt' / 'agent')
         self.ready.set()
 
-        client = lambda name: portal.Client(args.replay_addr, f'Learner{name}', maxinflight=8)
+        client = lambda name: portal.Client(run.replay_addr, f'Learner{name}', maxinflight=8)
         clients = {name: client(name) for name in ('Train', 'Report', 'Eval', 'Update')}
-        self.logger = portal.Client(args.logger_addr, 'LearnerLogger', maxinflight=8)
+        self.logger = portal.Client(config.run.logger_addr, 'LearnerLogger', maxinflight=8)
         sources = {
             'train': remote.RemoteStream(clients['Train'], 'sample_batch_train', self.stop),
             'report': remote.RemoteStream(clients['Report'], 'sample_batch_report', self.stop),
         }
-        if args.eval_envs > 0:
+        if config.run.eval_envs > 0:
             sources['eval'] = remote.RemoteStream(clients['Eval'], 'sample_batch_eval', self.stop)
         self.sources = sources
         self.streams = {k: iter(agent.stream(v)) for k, v in sources.items()}
         self.clients = clients
 
-        should_report = clock.LocalClock(args.report_every)
-        should_log = clock.LocalClock(args.log_every)
-        should_save = clock.LocalClock(args.save_every)
-        carry = agent.init_train(args.batch_size)
-        batch_steps = args.batch_size * args.batch_length
+        should_report = clock.LocalClock(config.run.report_every)
+        should_log = clock.LocalClock(config.run.log_every)
+        should_save = clock.LocalClock(config.run.save_every)
+        carry = agent.init_train(config.batch_size)
+        batch_steps = config.batch_size * config.batch_length
         while not self.stop.is_set():
             try:
                 with elements.timer.section('stream_next'):
@@ -260,9 +264,9 @@ class Learner:
             if name not in self.sources or not self.sources[name].ready():
                 continue  # Skipped until that replay has sent a batch.
             agg = elements.Agg()
-            carry = self.agent.init_report(self.args.batch_size)
+            carry = self.agent.init_report(self.config.batch_size)
             try:
-                for _ in range(self.args.consec_report * self.args.report_batches):
+                for _ in range(self.config.consec_report * self.config.run.report_batches):
                     carry, metrics = self.agent.report(carry, next(self.streams[name]))
                     agg.add(metrics)
             except StopIteration:

@@ -5,8 +5,8 @@ import collections
 import numpy as np
 import pytest
 
-from embodied.core import chunk as chunklib
-from embodied.core import selectors
+from embodied.core import chunks as chunklib
+from embodied.core import sampling
 
 # numpy-only and version-sensitive: also runs under the reference pin in CI.
 pytestmark = pytest.mark.pinned
@@ -38,7 +38,7 @@ CHI2_999 = {1: 10.83, 2: 13.82, 3: 16.27, 4: 18.47, 5: 20.52, 7: 24.32, 9: 27.88
 
 
 def test_uniform_down_to_one_item_and_back():
-    sel = selectors.Uniform(seed=0)
+    sel = sampling.Uniform(seed=0)
     sel['a'] = steps(0)
     assert len(sel) == 1 and sel() == 'a'
     del sel['a']  # the reference refused to delete the last item
@@ -50,7 +50,7 @@ def test_uniform_down_to_one_item_and_back():
 
 
 def test_uniform_frequencies():
-    sel = selectors.Uniform(seed=1)
+    sel = sampling.Uniform(seed=1)
     for key in range(6):
         sel[key] = steps(key)
     del sel[2]
@@ -61,7 +61,7 @@ def test_uniform_frequencies():
 
 
 def test_fifo_returns_oldest():
-    sel = selectors.Fifo()
+    sel = sampling.Fifo()
     for key in 'abc':
         sel[key] = steps(0)
     assert sel() == 'a'
@@ -71,7 +71,7 @@ def test_fifo_returns_oldest():
 
 
 def test_prioritized_frequencies_follow_priorities():
-    sel = selectors.Prioritized(exponent=1.0, initial=1.0, seed=0)
+    sel = sampling.Prioritized(exponent=1.0, initial=1.0, seed=0)
     for key in range(4):
         sel[key] = steps(key)
     sel.prioritize(steps(0, 1, 2, 3), [1.0, 2.0, 3.0, 4.0])
@@ -80,7 +80,7 @@ def test_prioritized_frequencies_follow_priorities():
 
 
 def test_prioritized_exponent():
-    sel = selectors.Prioritized(exponent=0.5, initial=1.0, seed=1)
+    sel = sampling.Prioritized(exponent=0.5, initial=1.0, seed=1)
     for key in range(2):
         sel[key] = steps(key)
     sel.prioritize(steps(0, 1), [1.0, 9.0])  # sqrt: 1 and 3
@@ -91,7 +91,7 @@ def test_prioritized_exponent():
 def test_prioritized_item_aggregates_max_and_mean():
     # Item 0 has steps with priorities (0, 4): 0.5 * max 4 + 0.5 * mean 2 = 3.
     # Item 1 has steps (1, 1): 1. Hence P(item 0) = 3 / 4.
-    sel = selectors.Prioritized(exponent=1.0, initial=1.0, maxfrac=0.5, seed=2)
+    sel = sampling.Prioritized(exponent=1.0, initial=1.0, maxfrac=0.5, seed=2)
     sel[0] = steps(0, 1)
     sel[1] = steps(2, 3)
     sel.prioritize(steps(0, 1), [0.0, 4.0])
@@ -101,7 +101,7 @@ def test_prioritized_item_aggregates_max_and_mean():
 
 def test_prioritized_shared_steps_refresh_every_item():
     # Items overlap like replay windows; zeroing the shared step changes both items.
-    sel = selectors.Prioritized(exponent=1.0, initial=1.0, seed=3)
+    sel = sampling.Prioritized(exponent=1.0, initial=1.0, seed=3)
     sel[0] = steps(0, 1)
     sel[1] = steps(1, 2)
     sel[2] = steps(3, 4)
@@ -110,7 +110,7 @@ def test_prioritized_shared_steps_refresh_every_item():
 
 
 def test_prioritized_infinite_and_zero_sums():
-    sel = selectors.Prioritized(exponent=0.8, initial='inf', seed=4)
+    sel = sampling.Prioritized(exponent=0.8, initial='inf', seed=4)
     for key in range(40):  # more than one tree level
         sel[key] = steps(key)
     sel.prioritize(steps(*range(40)), [0.0] * 40)
@@ -129,7 +129,7 @@ def test_prioritized_infinite_and_zero_sums():
 
 
 def test_prioritized_infinite_items_uniform_in_unbalanced_tree():
-    sel = selectors.Prioritized(exponent=1.0, initial=1.0, seed=7)
+    sel = sampling.Prioritized(exponent=1.0, initial=1.0, seed=7)
     for key in range(17):  # one full subtree of 16 and a subtree with a single leaf
         sel[key] = steps(key)
     sel.prioritize(steps(*range(17)), [np.inf] * 17)
@@ -140,7 +140,7 @@ def test_prioritized_infinite_items_uniform_in_unbalanced_tree():
 
 
 def test_prioritized_zero_on_sample_prefers_new_items():
-    sel = selectors.Prioritized(exponent=0.8, initial=float('inf'), zero_on_sample=True, seed=5)
+    sel = sampling.Prioritized(exponent=0.8, initial=float('inf'), zero_on_sample=True, seed=5)
     for key in range(30):
         sel[key] = steps(key)
     first = [sel() for _ in range(30)]
@@ -151,7 +151,7 @@ def test_prioritized_zero_on_sample_prefers_new_items():
 
 
 def test_prioritized_ignores_unknown_and_evicted_steps():
-    sel = selectors.Prioritized(exponent=1.0, initial=1.0, seed=6)
+    sel = sampling.Prioritized(exponent=1.0, initial=1.0, seed=6)
     sel[0] = steps(0, 1)
     sel[1] = steps(1, 2)
     del sel[0]
@@ -162,7 +162,7 @@ def test_prioritized_ignores_unknown_and_evicted_steps():
 
 
 def test_prioritized_rejects_invalid_priorities():
-    sel = selectors.Prioritized(exponent=1.0, initial=1.0)
+    sel = sampling.Prioritized(exponent=1.0, initial=1.0)
     sel[0] = steps(0)
     with pytest.raises(ValueError, match='non-negative'):
         sel.prioritize(steps(0), [np.nan])
@@ -172,7 +172,7 @@ def test_prioritized_rejects_invalid_priorities():
 
 def test_sample_tree_stays_consistent_under_churn():
     rng = np.random.default_rng(0)
-    tree = selectors.SampleTree(branching=4, seed=0)
+    tree = sampling.SampleTree(branching=4, seed=0)
     values = {}
     for step in range(600):
         if values and rng.random() < 0.4:
@@ -204,7 +204,7 @@ def test_sample_tree_stays_consistent_under_churn():
 
 def test_recency_follows_uprobs():
     uprobs = np.array([0.4, 0.3, 0.2, 0.1])
-    sel = selectors.Recency(uprobs, seed=0)
+    sel = sampling.Recency(uprobs, seed=0)
     for key in range(4):
         sel[key] = steps(key)
     n = 8000  # first sample works (the reference raised here)
@@ -216,7 +216,7 @@ def test_recency_follows_uprobs():
 def test_recency_many_levels_and_rescaling():
     capacity = 400
     uprobs = 1 / np.arange(1, capacity + 1) ** 1.0
-    sel = selectors.Recency(uprobs, seed=1)
+    sel = sampling.Recency(uprobs, seed=1)
     for key in range(100):  # fewer items than uprobs: ages are rescaled
         sel[key] = steps(key)
     for key in range(50):
@@ -228,18 +228,18 @@ def test_recency_many_levels_and_rescaling():
 
 def test_recency_rejects_increasing_uprobs():
     with pytest.raises(ValueError, match='non-increasing'):
-        selectors.Recency([0.1, 0.2])
+        sampling.Recency([0.1, 0.2])
 
 
 def test_mixture_fractions_len_and_prioritize():
     newest = np.zeros(64)
     newest[0] = 1.0
-    sel = selectors.Mixture(
+    sel = sampling.Mixture(
         {
-            'fifo': selectors.Fifo(),
-            'newest': selectors.Recency(newest, seed=0),
-            'prio': selectors.Prioritized(initial=1.0, seed=0),
-            'unused': selectors.Uniform(0),
+            'fifo': sampling.Fifo(),
+            'newest': sampling.Recency(newest, seed=0),
+            'prio': sampling.Prioritized(initial=1.0, seed=0),
+            'unused': sampling.Uniform(0),
         },
         {'fifo': 0.3, 'newest': 0.5, 'prio': 0.2, 'unused': 0.0},
         seed=0,
@@ -259,6 +259,6 @@ def test_mixture_fractions_len_and_prioritize():
 
 def test_mixture_rejects_bad_fractions():
     with pytest.raises(ValueError, match='sum to 1'):
-        selectors.Mixture({'a': selectors.Uniform(), 'b': selectors.Fifo()}, {'a': 0.5, 'b': 0.4})
+        sampling.Mixture({'a': sampling.Uniform(), 'b': sampling.Fifo()}, {'a': 0.5, 'b': 0.4})
     with pytest.raises(KeyError, match='same names'):
-        selectors.Mixture({'a': selectors.Uniform()}, {'b': 1.0})
+        sampling.Mixture({'a': sampling.Uniform()}, {'b': 1.0})

@@ -1,15 +1,14 @@
-"""python -m dreamerv3.plot on synthetic logdirs and score files: the image and the binned CSV."""
+"""The plot tool on synthetic logdirs and score files: the image and the binned CSV."""
 
 import csv
 import json
 import pathlib
-import subprocess
-import sys
 
+import helpers
 import numpy as np
 import pytest
 
-from dreamerv3 import plot
+from dreamerv3.tools import plot
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DATA = ROOT / 'tests' / 'data'
@@ -25,13 +24,7 @@ def write_run(logdir, records, task='dmc_walker_walk', steps=1000):
 
 
 def run_plot(*args, out):
-    return subprocess.run(
-        [sys.executable, '-m', 'dreamerv3.plot', *map(str, args), '--out', str(out)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-    )
+    return helpers.call(plot.main, *args, '--out', out)
 
 
 def read_csv(path):

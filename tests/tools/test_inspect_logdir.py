@@ -1,46 +1,38 @@
-"""python -m dreamerv3.inspect on the logdir of a real short debug run."""
+"""python -m dreamerv3.tools.inspect_logdir on the logdir of a real short debug run."""
 
 import json
 import os
-import pathlib
 import pickle
 import shutil
 import socket
-import subprocess
-import sys
 
+import helpers
 import numpy as np
 import pytest
-import runhelpers
 
-from embodied.run import lock
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-pytestmark = pytest.mark.slow
-
-
-def command(module, *args, timeout=120):
-    return subprocess.run(
-        [sys.executable, '-m', module, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
+from dreamerv3 import main
+from dreamerv3.tools import inspect_logdir, plot, score
+from embodied.run import lock, train
 
 
 @pytest.fixture(scope='module')
-def logdir(tmp_path_factory):
+def logdir(tmp_path_factory, shared_agent):
     """A debug run of 200 steps in one env, so that two 100-step episodes finish."""
     logdir = tmp_path_factory.mktemp('inspect') / 'debug' / 'run0'
-    result = runhelpers.main(logdir, '--run.steps', '200', '--run.envs', '1', timeout=540, cwd=ROOT)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    config = helpers.config('--run.steps', '200', '--run.envs', '1', logdir=logdir)
+    main.write_config(config)
+    with helpers.kept_jax_settings():
+        train.train(config, helpers.reuse(*shared_agent))
     return logdir
 
 
+def command(module, *args):
+    """A tool's command run in this process."""
+    return helpers.call(module.main, *args)
+
+
 def inspect_json(logdir):
-    result = command('dreamerv3.inspect', logdir, '--json')
+    result = command(inspect_logdir, logdir, '--json')
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -50,7 +42,7 @@ def latest_checkpoint(logdir):
 
 
 def test_prints_config_checkpoints_progress_replay_scores_losses_lock(logdir):
-    result = command('dreamerv3.inspect', logdir)
+    result = command(inspect_logdir, logdir)
     assert result.returncode == 0, result.stderr
     text = result.stdout
     lines = text.splitlines()
@@ -98,12 +90,12 @@ def test_a_live_holder_of_the_lock_is_named(logdir, tmp_path):
     copy = tmp_path / 'held'
     shutil.copytree(logdir, copy)
     with lock.acquire(str(copy)):
-        held = command('dreamerv3.inspect', copy)
+        held = command(inspect_logdir, copy)
         facts = inspect_json(copy)
     assert held.returncode == 0, held.stderr
     assert f'Lock: held by a running process, pid {os.getpid()}' in held.stdout
     assert facts['lock']['held'] and facts['lock']['holder']['pid'] == os.getpid()
-    assert 'Lock: free' in command('dreamerv3.inspect', copy).stdout
+    assert 'Lock: free' in command(inspect_logdir, copy).stdout
 
 
 def test_a_stale_lock_counts_as_free(logdir, tmp_path):
@@ -112,7 +104,7 @@ def test_a_stale_lock_counts_as_free(logdir, tmp_path):
     # This host and this pid, but a start time that is not this process's: a reused pid.
     info = {'host': socket.gethostname(), 'pid': os.getpid(), 'start': 0.0, 'started': 'x'}
     (copy / 'lock').write_text(json.dumps(info))
-    assert 'Lock: free' in command('dreamerv3.inspect', copy).stdout
+    assert 'Lock: free' in command(inspect_logdir, copy).stdout
 
 
 def test_keys_the_run_lacks_or_the_defaults_dropped(logdir, tmp_path):
@@ -128,31 +120,29 @@ def test_keys_the_run_lacks_or_the_defaults_dropped(logdir, tmp_path):
 
 
 def test_plot_and_score_read_the_real_run(logdir, tmp_path):
-    scored = command('dreamerv3.score', logdir.parent, '--json', tmp_path / 's.json')
+    scored = command(score, logdir.parent, '--json', tmp_path / 's.json')
     assert scored.returncode == 0, scored.stderr
     summary = json.loads((tmp_path / 's.json').read_text())
     # The dummy task pays 1 per step, so every 100-step episode scores 100 (the first, reset
     # step pays 0 and is not counted in the length).
     task = summary['dummy']['tasks']['dummy_disc']['debug']
     assert task['score'] == pytest.approx(100, abs=1)
-    plotted = command('dreamerv3.plot', logdir.parent, '--out', tmp_path / 'p.png')
+    plotted = command(plot, logdir.parent, '--out', tmp_path / 'p.png')
     assert plotted.returncode == 0, plotted.stderr
     assert (tmp_path / 'p.png').stat().st_size > 0 and (tmp_path / 'p.csv').exists()
 
 
 def test_bad_logdirs_exit_2(tmp_path):
     for path in (tmp_path / 'missing', tmp_path):
-        result = command('dreamerv3.inspect', path)
+        result = command(inspect_logdir, path)
         assert result.returncode == 2, result
         assert 'error:' in result.stderr and 'Traceback' not in result.stderr
 
 
-def test_the_module_does_not_shadow_the_standard_inspect(tmp_path):
-    code = (
-        'import dreamerv3.inspect as mine, inspect, embodied.run.checkpoints\n'
-        'assert inspect is not mine and hasattr(inspect, "isgenerator"), inspect.__file__\n'
-    )
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    helped = command('dreamerv3.inspect', '--help')
-    assert helped.returncode == 0 and 'usage' in helped.stdout
+def test_the_commands_run_from_the_command_line(logdir):
+    result = helpers.tool('dreamerv3.tools.inspect_logdir', logdir)
+    assert result.returncode == 0 and 'Lock: free' in result.stdout, result.stderr
+    # The old paths of plot and score still work.
+    for name in ('dreamerv3.plot', 'dreamerv3.score'):
+        helped = helpers.tool(name, '--help')
+        assert helped.returncode == 0 and 'usage' in helped.stdout, helped.stderr
