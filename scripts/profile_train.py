@@ -20,7 +20,8 @@ the full step, as a markdown table and (with --json) a JSON file:
 
 With `--ops N` it also traces each stage with the JAX profiler and lists its N costliest XLA
 operations (milliseconds per call summed over threads, output shape, the JAX operation they
-came from), which is how to find the layer or copy that a stage loses its time in.
+came from), which is how to find the layer or copy that a stage loses its time in. On CPU,
+measure with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` set, as training runs should (README).
 """
 
 import argparse

@@ -105,7 +105,7 @@ class Run:
         self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout))
         self.reader.start()
 
-    def wait_for(self, key, timeout=900):
+    def wait_for(self, key, timeout=300):
         """Wait until metrics.jsonl holds a record with `key`."""
         deadline = time.monotonic() + timeout
         path = self.logdir / 'metrics.jsonl'
