@@ -75,14 +75,17 @@ def parallel(config: elements.Config, make_agent) -> None:
     try:
         with interrupt.Interrupt(callback=lambda signum: quit_.arm(ending)):
             bind = functools.partial
-            worker = portal.Process if config.run.agent_process else portal.Thread
-            agent = worker(bind(agent_role.run, config, make_agent), ending, name='agent')
-            workers.append(agent)
             workers.append(portal.Process(bind(logger_role.run, config), name='logger'))
             if not config.run.remote_replay:
                 workers.append(portal.Process(bind(replay_role.run, config), name='replay'))
             if not config.run.remote_envs:
                 workers += env_workers(config, ending)
+            # The agent starts last: an error in a portal thread of this process makes portal
+            # kill this process's children and exit at once, and a role still being spawned
+            # at that moment would be left running.
+            worker = portal.Process if config.run.agent_process else portal.Thread
+            agent = worker(bind(agent_role.run, config, make_agent), ending, name='agent')
+            workers.append(agent)
             supervise(workers, leader=agent)
     except RoleError as e:
         print(str(e), file=sys.stderr, flush=True)
