@@ -23,6 +23,7 @@ from embodied.run import (
     lock,
     parallel,
     train,
+    train_device,
     train_eval,
     train_offline,
 )
@@ -58,6 +59,12 @@ SCRIPTS = {
     'train': Script(
         train.train,
         'act in run.envs environments and train from replay in one process (the default)',
+    ),
+    'train_device': Script(
+        train_device.train_device,
+        'train on a JAX-native task (gymnax, craftax, xminigrid) with environments, replay and '
+        'updates in one compiled program on the device, run.seeds agents at once',
+        check=train_device.check,
     ),
     'train_eval': Script(
         train_eval.train_eval,

@@ -35,6 +35,8 @@ class Suite:
     tasks: tuple = ()
     # MuJoCo suites render headless through EGL unless the user chose a backend.
     mujoco: bool = False
+    # 'module:name' of the pure JAX form (a JaxEnv) of a JAX-native suite, for train_device.
+    jax: str = ''
 
 
 DMC_HINT = (
@@ -91,6 +93,24 @@ SUITES = {
         ),
     ),
     'bsuite': Suite('embodied.envs.bsuite:BSuite', ('dm_env', 'bsuite'), 'bsuite'),
+    'gymnax': Suite(
+        'embodied.envs.from_gymnax:make',
+        ('gymnax', 'six'),
+        'gymnax',
+        jax='embodied.envs.from_gymnax:Gymnax',
+    ),
+    'craftax': Suite(
+        'embodied.envs.from_craftax:make',
+        ('craftax',),
+        'craftax',
+        jax='embodied.envs.from_craftax:Craftax',
+    ),
+    'xminigrid': Suite(
+        'embodied.envs.from_xminigrid:make',
+        ('xminigrid',),
+        'xminigrid',
+        jax='embodied.envs.from_xminigrid:XMiniGrid',
+    ),
     'memmaze': Suite(
         'embodied.envs.memmaze:MemoryMaze',
         ('memory_maze', 'gym'),
@@ -191,6 +211,11 @@ def check_task(task: str) -> None:
         raise SetupError(f"Unknown task '{task}'. The {suite} suite has: {names}.")
 
 
+def env_seed(seed: int, index: int) -> int:
+    """The seed of environment `index` of a run with this seed (suites with `use_seed`)."""
+    return hash((int(seed), int(index))) % (2**32 - 1)
+
+
 def make_env(config: elements.Config, index: int, **overrides):
     """Environment `index` of the run's task, with its suite options and the standard wrappers.
 
@@ -203,8 +228,27 @@ def make_env(config: elements.Config, index: int, **overrides):
     ctor = load(suite)
     kwargs = dict(config.env.get(suite, {}))
     if kwargs.pop('use_seed', False):
-        kwargs['seed'] = hash((config.seed, index)) % (2**32 - 1)
+        kwargs['seed'] = env_seed(config.seed, index)
     if kwargs.pop('use_logdir', False):
         kwargs['logdir'] = elements.Path(config.logdir) / f'env{index}'
     kwargs.update(overrides)
     return wrap_env(ctor(task, **kwargs))
+
+
+def make_jax_env(config: elements.Config):
+    """The pure JAX form (a `JaxEnv`) of the run's task, for training on the device.
+
+    Raises SetupError for a suite that has none, naming the suites that do.
+    """
+    suite, task = config.task.split('_', 1)
+    if not SUITES.get(suite, Suite('')).jax:
+        native = ', '.join(name for name, entry in SUITES.items() if entry.jax)
+        raise SetupError(
+            f"The task '{config.task}' is not a JAX-native environment, so it cannot be stepped "
+            f'on the device. Use one of the suites {native} (e.g. --task gymnax_CartPole-v1), '
+            'or train it with --script train.'
+        )
+    load(suite)  # the suite's packages, with the error that names the extra
+    module, name = SUITES[suite].jax.split(':')
+    kwargs = {k: v for k, v in config.env.get(suite, {}).items() if k != 'use_seed'}
+    return getattr(importlib.import_module(module), name)(task, **kwargs)

@@ -90,7 +90,7 @@ class Agent(embodied.Agent):
         rules = getattr(self.model, 'partition_rules', None)
         self._param_rules = list(rules[0]) if rules else []
         elements.print('Initializing parameters...', color='yellow')
-        self._params, self._train_params_sharding = self._init_params()
+        self._params, self._train_params_sharding = self._init_params(config.seed)
         pattern = re.compile(self.model.policy_keys)
         self.policy_keys = [k for k in self._params if pattern.search(k)]
         if not self.policy_keys:
@@ -344,12 +344,18 @@ class Agent(embodied.Agent):
         self.train_sharded = named(self.train_mesh, P(tf.DATA_AXES))
         self.train_mirrored = named(self.train_mesh, P())
 
-    def _init_params(self):
+    def init_params(self, seed: int) -> dict:
+        """Initial model state (weights, optimizer and normaliser state) for another seed,
+        created exactly as this agent created its own from `config.seed`."""
+        seed = tf.device_put(np.array([seed, 0], np.uint32), self.train_mirrored)
+        return dict(self._create(*self._create_args[:1], seed, *self._create_args[1:])[0])
+
+    def _init_params(self, seed):
         config = self.config
         batch = min(config.batch_size, len(self.jaxcfg.train_devices))
         total = batch * jax.process_count()
         length = config.batch_length + config.replay_context
-        seed = tf.device_put(np.array([config.seed, 0], np.uint32), self.train_mirrored)
+        seed = tf.device_put(np.array([seed, 0], np.uint32), self.train_mirrored)
         data = tf.device_put(self._zeros((batch, length)), self.train_sharded)
         mesh, rules = self.train_mesh, self._param_rules
         tm, ts = self.train_mirrored, self.train_sharded
@@ -367,9 +373,9 @@ class Agent(embodied.Agent):
             use_shardmap=self.jaxcfg.use_shardmap,
         )
         carry = init_train(params, seed, self._global_batch(total, mesh, False))
-        return tf.init(
-            self.model.train, mesh, params, shardings, seed, (carry, data), (ts, ts), rules
-        )
+        self._create = tf.creator(self.model.train, mesh, shardings, (ts, ts), rules)
+        self._create_args = (params, carry, data)
+        return self._create(params, seed, carry, data)
 
     def _build_functions(self):
         shardmap = self.jaxcfg.use_shardmap

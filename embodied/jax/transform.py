@@ -186,6 +186,13 @@ def init(method, mesh, params, params_sharding, seed, args, arg_shardings, rules
     Returns the full state (existing plus created entries) placed per the partition rules,
     and the shardings of that state.
     """
+    return creator(method, mesh, params_sharding, arg_shardings, rules)(params, seed, *args)
+
+
+def creator(method, mesh, params_sharding, arg_shardings, rules=()):
+    """`create(params, seed, *args) -> (state, shardings)`: `init` as a function that traces the
+    method on its first call only, so that later calls create the state for other seeds (a
+    ninjax model cannot be traced for creation twice)."""
     pure = nj.pure(method)
 
     def fn(params, seed, *args):
@@ -194,20 +201,27 @@ def init(method, mesh, params, params_sharding, seed, args, arg_shardings, rules
         return state
 
     rules = list(rules)
-    if len({spec for _, spec in rules}) <= 1:
-        # One placement for every entry needs no keys ahead of time, so the model is traced
-        # only once (ninjax Trees cache their structure on the first trace).
-        out_shardings = jax.sharding.NamedSharding(mesh, rules[0][1] if rules else P())
-    else:
-        out_shardings = resolve_rules(jax.eval_shape(fn, params, seed, *args), rules, mesh)
     mirrored = jax.sharding.NamedSharding(mesh, P())
-    jitted = jax.jit(
-        fn, in_shardings=(params_sharding, mirrored, *arg_shardings), out_shardings=out_shardings
-    )
-    state = jitted(params, seed, *args)
-    shardings = resolve_rules(state, rules, mesh)
-    # A no-op after jit; places the arrays when jit is disabled (debugging).
-    return jax.device_put(state, shardings), shardings
+    jitted = None
+
+    def create(params, seed, *args):
+        nonlocal jitted
+        if jitted is None:
+            if len({spec for _, spec in rules}) <= 1:
+                # One placement for every entry needs no keys ahead of time, so the model is
+                # traced only once (ninjax Trees cache their structure on the first trace).
+                out = jax.sharding.NamedSharding(mesh, rules[0][1] if rules else P())
+            else:
+                out = resolve_rules(jax.eval_shape(fn, params, seed, *args), rules, mesh)
+            jitted = jax.jit(
+                fn, in_shardings=(params_sharding, mirrored, *arg_shardings), out_shardings=out
+            )
+        state = jitted(params, seed, *args)
+        shardings = resolve_rules(state, rules, mesh)
+        # A no-op after jit; places the arrays when jit is disabled (debugging).
+        return jax.device_put(state, shardings), shardings
+
+    return create
 
 
 def apply(

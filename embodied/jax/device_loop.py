@@ -1,0 +1,188 @@
+"""The train loop of JAX-native environments as one compiled program, for many seeds at once.
+
+One iteration does what the host loop does for one driver step: every environment steps with
+its pending action (resetting after the end of an episode), the policy acts on the new
+observations (actions of environments whose step was last are zeroed), the transitions go into
+the device replay, and the agent makes as many updates as the train ratio asks for, each on a
+batch sampled from the replay, with the replay context it recomputes written back. A call runs
+`chunk` iterations in a `scan` without leaving the device; the host decides the number of
+updates of every iteration (`schedule`, the host loop's train ratio clock) and reads back only
+finished episodes and summed train metrics.
+
+Everything per seed (parameters and optimizer state, environments, replay, keys, carries) is
+one pytree with a leading axis of seeds, and the iteration is vmapped over it, so N seeds train
+as N independent agents in one program. The losses, policy and optimizer are the model's own
+(`model.policy` and `model.train` under ninjax).
+"""
+
+import jax
+import jax.numpy as jnp
+import ninjax as nj
+import numpy as np
+
+from . import device_replay as dr
+
+# Keys of the observation that the replay stores besides the model's inputs.
+FLAGS = ('reward', 'is_first', 'is_last', 'is_terminal')
+
+
+class DeviceLoop:
+    """Builds the state of N seeds and the compiled program that advances it."""
+
+    def __init__(self, model, env, config, seeds: list[int], env_seeds: list[list[int]]):
+        self.model = model
+        self.env = env
+        self.config = config
+        self.seeds = list(seeds)
+        self.env_seeds = np.asarray(env_seeds, np.uint32)  # (seeds, envs)
+        self.envs = self.env_seeds.shape[1]
+        self.batch = config.batch_size
+        self.context = config.replay_context
+        length = config.batch_length + config.replay_context
+        self.layout = dr.layout(self.envs, length, config.replay.size, config.replay.online)
+        spaces = {**model.obs_space, **model.act_space, **model.ext_space}
+        self.stored = {k: v for k, v in spaces.items() if k not in ('stepid', 'consec')}
+        self._chunk = jax.jit(self._run, donate_argnums=0)
+
+    def replay_bytes(self) -> int:
+        """Device memory of the replays of all seeds."""
+        return dr.nbytes(self.stored, self.layout) * len(self.seeds)
+
+    def init(self, params: list[dict]) -> dict:
+        """The initial state of every seed, from each seed's initial model state."""
+        params = jax.tree.map(lambda *xs: jnp.stack(xs), *params)
+        seeds = jax.device_put(np.asarray(self.seeds, np.uint32))
+        env_seeds = jax.device_put(self.env_seeds)
+        return jax.jit(jax.vmap(self._init_one))(params, seeds, env_seeds)
+
+    def _init_one(self, params, seed, env_seeds):
+        key = jax.random.PRNGKey(seed)
+        env_keys = jax.vmap(jax.random.PRNGKey)(env_seeds)
+        envs = jax.vmap(self.env.init)(env_keys)
+        pure = lambda fn, *args: nj.pure(fn)(params, *args, seed=key)[1]
+        act = {
+            k: jnp.zeros((self.envs, *s.shape), s.dtype) for k, s in self.model.act_space.items()
+        }
+        return {
+            'params': dict(params),
+            'policy_carry': pure(self.model.init_policy, self.envs),
+            'train_carry': pure(self.model.init_train, self.batch),
+            'envs': envs,
+            'act': act,
+            'replay': dr.init(self.stored, self.layout),
+            'env_keys': env_keys,
+            'keys': jax.random.split(key, 3),  # policy, sampling, training
+            'steps': jnp.int32(0),  # steps of each environment
+            'updates': jnp.int32(0),
+        }
+
+    def __call__(self, state: dict, updates: np.ndarray):
+        """Run `len(updates)` iterations, iteration i making `updates[i]` updates.
+
+        Returns the new state (the old one is donated) and the outputs: per iteration and seed
+        the finished episodes' mask, score and length (chunk, seeds, envs), and per seed the
+        sums of the scalar train metrics and the number of updates.
+        """
+        return self._chunk(state, jax.device_put(np.asarray(updates, np.int32)))
+
+    def _run(self, state, updates):
+        one = jax.tree.map(lambda x: x[0], state)
+        shapes = jax.eval_shape(lambda: self._update(one, one['replay'], one['steps'])[-1])
+        zero = {k: jnp.float32(0) for k in shapes}
+        sums = {k: jnp.zeros((len(self.seeds),), jnp.float32) for k in shapes}
+
+        def body(carry, count):
+            state, sums = carry
+            iteration = jax.vmap(self._iteration, in_axes=(0, None, None))
+            state, episodes, metrics = iteration(state, count, zero)
+            return (state, jax.tree.map(jnp.add, sums, metrics)), episodes
+
+        (state, sums), episodes = jax.lax.scan(body, (state, sums), updates)
+        return state, {'episodes': episodes, 'metrics': sums}
+
+    def compile(self, state: dict, chunk: int) -> None:
+        """Compile the program for calls of `chunk` iterations ahead of the first call."""
+        updates = jax.ShapeDtypeStruct((chunk,), jnp.int32)
+        self._chunk = self._chunk.lower(state, updates).compile()
+
+    def _update(self, state, replay, steps):
+        """One update on a batch sampled after `steps` steps; returns the new (params, train
+        carry, replay) and the scalar metrics."""
+        number = state['updates']
+        key = jax.random.fold_in(state['keys'][1], number)
+        replay, rows, batch = dr.sample(replay, self.layout, steps, key, self.batch)
+        batch['consec'] = jnp.zeros(batch['is_first'].shape, jnp.int32)
+        key = jax.random.fold_in(state['keys'][2], number)
+        params, (train_carry, outs, metrics) = nj.pure(self.model.train)(
+            state['params'], state['train_carry'], batch, seed=key
+        )
+        written = {k: v for k, v in outs['replay'].items() if k in self.stored}
+        replay = dr.write(replay, self.layout, rows, self.context, written)
+        return params, train_carry, replay, _scalars(metrics)
+
+    def _iteration(self, state, count, zeros):
+        model, lay = self.model, self.layout
+        steps = state['steps']
+        keys = jax.vmap(jax.random.fold_in, (0, None))(state['env_keys'], steps)
+        envs, obs = self.env.step_batch(state['envs'], state['act'], keys)
+        policy_key = jax.random.fold_in(state['keys'][0], steps)
+        inputs = {k: obs[k] for k in model.obs_space}
+        policy_carry, act, outs = nj.pure(model.policy)(
+            state['params'], state['policy_carry'], inputs, seed=policy_key
+        )[1]
+        last = obs['is_last']
+        # The next step resets these environments, so the action only matters as stored.
+        act = {k: jnp.where(_rows(last, v), jnp.zeros_like(v), v) for k, v in act.items()}
+        replay = dr.add(state['replay'], lay, steps, {**inputs, **act, **outs})
+
+        def update(_, carry):
+            inner, replay, metrics = carry
+            params, train_carry, replay, mets = self._update(inner, replay, steps + 1)
+            inner = {
+                **inner,
+                'params': params,
+                'train_carry': train_carry,
+                'updates': inner['updates'] + 1,
+            }
+            return inner, replay, jax.tree.map(jnp.add, metrics, mets)
+
+        inner = {k: state[k] for k in ('params', 'train_carry', 'updates', 'keys')}
+        inner, replay, metrics = jax.lax.fori_loop(0, count, update, (inner, replay, zeros))
+        state = {
+            **state,
+            **inner,
+            'policy_carry': policy_carry,
+            'envs': envs,
+            'act': act,
+            'replay': replay,
+            'steps': steps + 1,
+        }
+        episodes = {'done': last, 'score': envs.score, 'length': envs.length}
+        return state, episodes, metrics
+
+
+def _rows(mask, value):
+    """`mask` (N,) broadcast against `value` (N, ...)."""
+    return mask.reshape((-1,) + (1,) * (value.ndim - 1))
+
+
+def _scalars(metrics: dict) -> dict:
+    """The scalar metrics as float32."""
+    return {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items() if jnp.ndim(v) == 0}
+
+
+def schedule(ratio, steps: int, envs: int, chunk: int, ready) -> np.ndarray:
+    """Updates per iteration for the next `chunk` iterations, as the host loop counts them.
+
+    The host loop calls the train ratio clock after every environment's transition once the
+    replay holds enough items (`ready(step, env)` says whether it does after environment `env`
+    of the iteration that ends at `step`); `ratio` is that clock (`elements.when.Ratio`).
+    """
+    counts = np.zeros(chunk, np.int32)
+    for i in range(chunk):
+        iteration = steps + i  # steps of each environment before this iteration
+        for env in range(envs):
+            total = iteration * envs + env + 1
+            if ready(iteration, env):
+                counts[i] += ratio(total)
+    return counts
