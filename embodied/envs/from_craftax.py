@@ -7,20 +7,17 @@ Pixel observations become a uint8 `image` padded with black to a multiple of 16 
 a float32 `vector`. The reward is the library's (achievement unlocks and health changes); an
 episode ends with the agent's death (`is_terminal`) or the time limit (`is_last` only).
 
-Generating a world is the expensive part of a step. A plain vmapped step computes the reset
-branch for every environment on every step (a vmapped `cond` runs both branches), so
-`step_batch` generates only `reset_ratio` times fewer worlds per step, and environments that
-need a new world take them in order; when more environments end at once than worlds were made,
-some start in copies of the same world. Craftax's own baselines reset this way (their
-optimistic reset wrapper), but the pip package does not ship it, hence the code here.
-`step`, and the host form from `make`, reset each environment from its own key.
+Generating a world is the expensive part of a step, so a batch of environments generates
+`reset_ratio` times fewer worlds per step than it has environments (`JaxEnv.step_batch`), as
+Craftax's own baselines do with their optimistic reset wrapper (which the pip package does not
+ship). `step`, and the host form from `make`, reset each environment from its own key.
 """
 
 import elements
 import numpy as np
 
 from . import registry
-from .jaxenv import HostEnv, JaxEnv, State, flag_spaces
+from .jaxenv import HostEnv, JaxEnv, flag_spaces
 
 NAMES = (
     'Craftax-Classic-Pixels-v1',
@@ -82,33 +79,6 @@ class Craftax(JaxEnv):
             return {'vector': jnp.asarray(obs, jnp.float32)}
         image = jnp.round(jnp.clip(obs, 0, 1) * 255).astype(jnp.uint8)
         return {'image': jnp.pad(image, self._pad)}
-
-    def step_batch(self, states: State, actions: dict, keys) -> tuple[State, dict]:
-        """`step` of a batch, generating `len / reset_ratio` new worlds per step (see above)."""
-        import jax
-        import jax.numpy as jnp
-
-        count = len(states.done)
-        fresh = max(1, count // self.reset_ratio) if self.reset_ratio > 0 else count
-        if fresh >= count:
-            return super().step_batch(states, actions, keys)
-        actions = jax.vmap(self._library_action)(actions)
-        advanced = jax.vmap(self._advance)(keys, states.env, actions)
-        starts = jax.vmap(lambda key: self._start(*self._reset(jax.random.fold_in(key, 1))))(
-            keys[:fresh]
-        )
-        # The i-th environment that needs a new world takes world i (modulo their number).
-        order = (jnp.cumsum(states.done) - 1) % fresh
-        starts = jax.tree.map(lambda x: x[order], starts)
-        shapes = jax.eval_shape(lambda: jax.tree.map(lambda x: x[0], starts))
-        advanced = jax.tree.map(lambda x, s: x.astype(s.dtype), advanced, shapes)
-
-        def pick(new, old):
-            mask = states.done.reshape((count,) + (1,) * (new.ndim - 1))
-            return jnp.where(mask, new, old)
-
-        outputs = jax.tree.map(pick, starts, advanced)
-        return jax.vmap(self._finish)(states, *outputs)
 
 
 def make(task: str, seed: int | None = None, reset_ratio: int = 16) -> HostEnv:

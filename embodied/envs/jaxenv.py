@@ -45,6 +45,8 @@ class JaxEnv:
     act_space: dict
     # Bounds of the continuous action keys, as the library declares them.
     act_bounds: dict = {}
+    # Environments per new episode started in a step of a batch (`step_batch`); 0 or 1: all.
+    reset_ratio: int = 0
 
     def _reset(self, key):
         """(library state, observation dict without reward and flags) of a new episode."""
@@ -75,10 +77,36 @@ class JaxEnv:
         return self._finish(state, *outputs)
 
     def step_batch(self, states: State, actions: dict, keys) -> tuple[State, dict]:
-        """`step` of a batch of environments (leading axis of every leaf)."""
-        import jax
+        """`step` of a batch of environments (leading axis of every leaf).
 
-        return jax.vmap(self.step)(states, actions, keys)
+        A vmapped `cond` computes both branches for every environment, so a batch would start
+        a new episode for each environment on every step. With `reset_ratio` above 1, a batch
+        of N starts only N // reset_ratio (at least 1) new episodes per step, and the i-th
+        environment that needs one takes episode i modulo their number: when more
+        environments end at once than episodes were started, some start in copies of the same
+        one. Worth it where a reset costs much more than a step (Craftax generates a world).
+        """
+        import jax
+        import jax.numpy as jnp
+
+        count = len(states.done)
+        fresh = max(1, count // self.reset_ratio) if self.reset_ratio > 1 else count
+        if fresh >= count:
+            return jax.vmap(self.step)(states, actions, keys)
+        actions = jax.vmap(self._library_action)(actions)
+        advanced = jax.vmap(self._advance)(keys, states.env, actions)
+        new_key = lambda key: jax.random.fold_in(key, 1)
+        starts = jax.vmap(lambda key: self._start(*self._reset(new_key(key))))(keys[:fresh])
+        order = (jnp.cumsum(states.done) - 1) % fresh
+        starts = jax.tree.map(lambda x: x[order], starts)
+        shapes = jax.eval_shape(lambda: jax.tree.map(lambda x: x[0], starts))
+        advanced = _cast(
+            advanced,
+            jax.tree.map(lambda s: jax.ShapeDtypeStruct((count, *s.shape), s.dtype), shapes),
+        )
+        pick = lambda new, old: jnp.where(_rows(states.done, new), new, old)
+        outputs = jax.tree.map(pick, starts, advanced)
+        return jax.vmap(self._finish)(states, *outputs)
 
     def _start(self, env, obs):
         import jax.numpy as jnp
@@ -122,6 +150,11 @@ def _cast(tree, shapes):
     import jax.numpy as jnp
 
     return jax.tree.map(lambda x, s: jnp.asarray(x).astype(s.dtype).reshape(s.shape), tree, shapes)
+
+
+def _rows(mask, value):
+    """`mask` (N,) broadcast against `value` (N, ...)."""
+    return mask.reshape((-1,) + (1,) * (value.ndim - 1))
 
 
 def flag_spaces() -> dict:
