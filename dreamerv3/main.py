@@ -147,6 +147,11 @@ def make_agent(config: elements.Config):
     """The agent for the spaces of environment 0: DreamerV3, or random with `random_agent`."""
     import embodied
 
+    if not config.random_agent:
+        from embodied.jax.setup import configure
+
+        # JAX-native environments compute with JAX, which must start with the agent's settings.
+        configure(config.jax)
     env = registry.make_env(config, 0)
     obs_space = {k: v for k, v in env.obs_space.items() if not k.startswith('log/')}
     act_space = {k: v for k, v in env.act_space.items() if k != 'reset'}

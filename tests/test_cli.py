@@ -47,10 +47,15 @@ def test_bad_flag_and_bad_task_on_the_command_line(tmp_path):
         (['--task', 'dummy_other'], "Unknown task 'dummy_other'. The dummy suite has:"),
         (
             ['--script', 'trian'],
-            "Unknown script 'trian'. Did you mean train? Valid scripts: train, train_eval",
+            "Unknown script 'trian'. Did you mean train? Valid scripts: train, train_device,",
         ),
         (['--logger.terminal', 'bar'], "Unknown logger.terminal 'bar'; choose progress or metrics"),
         (['--script', 'train_offline'], 'train_offline script needs a replay folder'),
+        (['--script', 'train_device', '--task', 'dummy_disc'], 'not a JAX-native environment'),
+        (
+            ['--script', 'train_device', '--task', 'gymnax_CartPole-v1', '--run.seeds', '0'],
+            'train_device needs run.seeds, run.envs and run.device_chunk of at least 1',
+        ),
         (['--script', 'train_offline', '--run.from_replay', '/nonexistent'], 'No replay chunks'),
     ],
 )

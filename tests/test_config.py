@@ -161,3 +161,14 @@ def test_help_lists_presets_and_keys():
     assert config is None
     assert 'presets:' in text and 'atari100k' in text and 'dmc_proprio' in text
     assert '--run.train_ratio' in text and '8.0' in text
+
+
+@pytest.mark.parametrize(
+    'preset, task',
+    [('craftax', 'craftax_Craftax-Classic-Pixels-v1'), ('gymnax', 'gymnax_CartPole-v1')],
+)
+def test_jax_native_presets_train_on_the_device(preset, task):
+    config, _ = configlib.parse(['--configs', preset, '--logdir', '/tmp/w'])
+    assert config.script == 'train_device' and config.task == task
+    # The device replay holds the whole run, which the host replay's default would exceed.
+    assert config.replay.size <= config.run.steps and config.run.envs == 16

@@ -10,6 +10,7 @@ install, never an import failure at start.
 
 import dataclasses
 import importlib
+import importlib.util
 import os
 
 import elements
@@ -161,6 +162,12 @@ def require(suite: str, module: str):
     if SUITES.get(suite, Suite('')).mujoco:
         default_mujoco_gl()
     try:
+        if SUITES.get(suite, Suite('')).jax:
+            import jax
+
+            # These libraries compute with JAX at import; the agent's guard is for its calls.
+            with jax.transfer_guard('allow'):
+                return importlib.import_module(module)
         return importlib.import_module(module)
     except ImportError as e:
         if isinstance(e, MissingSuiteError):
@@ -202,7 +209,14 @@ def check_task(task: str) -> None:
             f"Task '{task}' must look like <suite>_<name>, e.g. atari_pong or dmc_walker_walk."
         )
     try:
-        load(suite)
+        if SUITES.get(suite, Suite('')).jax:
+            # Importing a JAX-native library computes with JAX, which must wait for the
+            # agent's JAX settings; finding its packages is enough here.
+            for module in SUITES[suite].needs:
+                if importlib.util.find_spec(module) is None:
+                    raise MissingSuiteError(suite, module, ImportError(f'No module {module}'))
+        else:
+            load(suite)
     except (MissingSuiteError, ValueError) as e:
         raise SetupError(str(e)) from e
     allowed = SUITES[suite].tasks
@@ -235,19 +249,25 @@ def make_env(config: elements.Config, index: int, **overrides):
     return wrap_env(ctor(task, **kwargs))
 
 
+def check_jax_task(task: str) -> None:
+    """Raise SetupError unless the task's suite has a pure JAX form, naming those that do."""
+    suite = task.split('_', 1)[0]
+    if not SUITES.get(suite, Suite('')).jax:
+        native = ', '.join(name for name, entry in SUITES.items() if entry.jax)
+        raise SetupError(
+            f"The task '{task}' is not a JAX-native environment, so it cannot be stepped "
+            f'on the device. Use one of the suites {native} (e.g. --task gymnax_CartPole-v1), '
+            'or train it with --script train.'
+        )
+
+
 def make_jax_env(config: elements.Config):
     """The pure JAX form (a `JaxEnv`) of the run's task, for training on the device.
 
     Raises SetupError for a suite that has none, naming the suites that do.
     """
+    check_jax_task(config.task)
     suite, task = config.task.split('_', 1)
-    if not SUITES.get(suite, Suite('')).jax:
-        native = ', '.join(name for name, entry in SUITES.items() if entry.jax)
-        raise SetupError(
-            f"The task '{config.task}' is not a JAX-native environment, so it cannot be stepped "
-            f'on the device. Use one of the suites {native} (e.g. --task gymnax_CartPole-v1), '
-            'or train it with --script train.'
-        )
     load(suite)  # the suite's packages, with the error that names the extra
     module, name = SUITES[suite].jax.split(':')
     kwargs = {k: v for k, v in config.env.get(suite, {}).items() if k != 'use_seed'}

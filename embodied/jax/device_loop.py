@@ -13,6 +13,14 @@ Everything per seed (parameters and optimizer state, environments, replay, keys,
 one pytree with a leading axis of seeds, and the iteration is vmapped over it, so N seeds train
 as N independent agents in one program. The losses, policy and optimizer are the model's own
 (`model.policy` and `model.train` under ninjax).
+
+On a mesh of several devices the program is data-parallel: the environments with their
+carries are split over the mesh's data axes, and the replay is one replay per device (a group
+of `envs / devices` environments with `replay.size / devices` items), from which each device
+samples `batch_size / devices` rows of the batch; the parameters and optimizer state are
+mirrored and XLA's partitioner averages the gradients. Sampling per group draws the same items
+as uniform sampling over all environments in expectation (every group holds as many items);
+with one device there is one group and nothing changes.
 """
 
 import jax
@@ -21,6 +29,11 @@ import ninjax as nj
 import numpy as np
 
 from . import device_replay as dr
+from .transform import DATA_AXES
+
+P = jax.sharding.PartitionSpec
+# Entries of the state with an axis of environments (or batch rows) after the seeds axis.
+SPLIT = ('policy_carry', 'train_carry', 'envs', 'act', 'env_keys')
 
 # Keys of the observation that the replay stores besides the model's inputs.
 FLAGS = ('reward', 'is_first', 'is_last', 'is_terminal')
@@ -29,8 +42,10 @@ FLAGS = ('reward', 'is_first', 'is_last', 'is_terminal')
 class DeviceLoop:
     """Builds the state of N seeds and the compiled program that advances it."""
 
-    def __init__(self, model, env, config, seeds: list[int], env_seeds: list[list[int]]):
+    def __init__(self, model, env, config, seeds, env_seeds, mesh):
+        """`mesh`: the devices of the program (the agent's train mesh)."""
         self.model = model
+        self.mesh = mesh
         self.env = env
         self.config = config
         self.seeds = list(seeds)
@@ -38,22 +53,59 @@ class DeviceLoop:
         self.envs = self.env_seeds.shape[1]
         self.batch = config.batch_size
         self.context = config.replay_context
+        self.groups = int(np.prod([mesh.shape[axis] for axis in DATA_AXES]))
+        for name, count in (('run.envs', self.envs), ('batch_size', self.batch)):
+            if count % self.groups:
+                raise ValueError(
+                    f'{name} ({count}) must be a multiple of the {self.groups} devices of the '
+                    'data axes of jax.train_mesh, which split the environments and the batch.'
+                )
         length = config.batch_length + config.replay_context
-        self.layout = dr.layout(self.envs, length, config.replay.size, config.replay.online)
+        size = config.replay.size // self.groups
+        online = config.replay.online
+        self.layout = dr.layout(self.envs // self.groups, length, size, online)
         spaces = {**model.obs_space, **model.act_space, **model.ext_space}
         self.stored = {k: v for k, v in spaces.items() if k not in ('stepid', 'consec')}
-        self._chunk = jax.jit(self._run, donate_argnums=0)
+        named = lambda spec: jax.sharding.NamedSharding(mesh, spec)
+        self.mirrored = named(P())
+        self.split = named(P(DATA_AXES))
+        self.shardings = None  # of the state, known once `init` has seen the parameters
+        self._chunk = None
+
+    def _init_inputs(self):
+        return np.asarray(self.seeds, np.uint32), self.env_seeds
+
+    def _shardings(self, shapes):
+        """Environments, replay rings and carries split over the data axes; the rest mirrored."""
+        split = jax.sharding.NamedSharding(self.mesh, P(None, DATA_AXES))
+        pick = lambda leaf: split if leaf.ndim >= 2 else self.mirrored
+        result = {}
+        for key, value in shapes.items():
+            if key in SPLIT or key == 'replay':
+                result[key] = jax.tree.map(pick, value)
+            else:
+                result[key] = jax.tree.map(lambda _: self.mirrored, value)
+        return result
 
     def replay_bytes(self) -> int:
         """Device memory of the replays of all seeds."""
-        return dr.nbytes(self.stored, self.layout) * len(self.seeds)
+        return dr.nbytes(self.stored, self.layout) * self.groups * len(self.seeds)
 
     def init(self, params: list[dict]) -> dict:
         """The initial state of every seed, from each seed's initial model state."""
-        params = jax.tree.map(lambda *xs: jnp.stack(xs), *params)
-        seeds = jax.device_put(np.asarray(self.seeds, np.uint32))
-        env_seeds = jax.device_put(self.env_seeds)
-        return jax.jit(jax.vmap(self._init_one))(params, seeds, env_seeds)
+        params = jax.tree.map(lambda *xs: np.stack(xs), *jax.device_get(params))
+        inputs = jax.device_put((params, *self._init_inputs()), self.mirrored)
+        self.shardings = self._shardings(jax.eval_shape(self._init_all, *inputs))
+        self._chunk = jax.jit(
+            self._run,
+            donate_argnums=0,
+            in_shardings=(self.shardings, self.mirrored),
+            out_shardings=(self.shardings, self.mirrored),
+        )
+        return jax.jit(self._init_all, out_shardings=self.shardings)(*inputs)
+
+    def _init_all(self, params, seeds, env_seeds):
+        return jax.vmap(self._init_one)(params, seeds, env_seeds)
 
     def _init_one(self, params, seed, env_seeds):
         key = jax.random.PRNGKey(seed)
@@ -69,7 +121,9 @@ class DeviceLoop:
             'train_carry': pure(self.model.init_train, self.batch),
             'envs': envs,
             'act': act,
-            'replay': dr.init(self.stored, self.layout),
+            'replay': jax.vmap(lambda _: dr.init(self.stored, self.layout))(
+                jnp.arange(self.groups)
+            ),
             'env_keys': env_keys,
             'keys': jax.random.split(key, 3),  # policy, sampling, training
             'steps': jnp.int32(0),  # steps of each environment
@@ -83,7 +137,8 @@ class DeviceLoop:
         the finished episodes' mask, score and length (chunk, seeds, envs), and per seed the
         sums of the scalar train metrics and the number of updates.
         """
-        return self._chunk(state, jax.device_put(np.asarray(updates, np.int32)))
+        updates = jax.device_put(np.asarray(updates, np.int32), self.mirrored)
+        return self._chunk(state, updates)
 
     def _run(self, state, updates):
         one = jax.tree.map(lambda x: x[0], state)
@@ -110,14 +165,25 @@ class DeviceLoop:
         carry, replay) and the scalar metrics."""
         number = state['updates']
         key = jax.random.fold_in(state['keys'][1], number)
-        replay, rows, batch = dr.sample(replay, self.layout, steps, key, self.batch)
+        sample = lambda replay, key, group: dr.sample(
+            replay, self.layout, steps, key, self.batch // self.groups, group * self.layout.envs
+        )
+        keys = jax.random.split(key, self.groups)
+        groups = jnp.arange(self.groups)
+        replay, rows, batch = jax.vmap(sample)(replay, keys, groups)
+        batch = jax.tree.map(lambda x: x.reshape((self.batch, *x.shape[2:])), batch)
         batch['consec'] = jnp.zeros(batch['is_first'].shape, jnp.int32)
+        batch = jax.lax.with_sharding_constraint(batch, self.split)
         key = jax.random.fold_in(state['keys'][2], number)
         params, (train_carry, outs, metrics) = nj.pure(self.model.train)(
             state['params'], state['train_carry'], batch, seed=key
         )
         written = {k: v for k, v in outs['replay'].items() if k in self.stored}
-        replay = dr.write(replay, self.layout, rows, self.context, written)
+        written = jax.tree.map(lambda x: x.reshape((self.groups, -1, *x.shape[1:])), written)
+        write = lambda replay, rows, values: dr.write(
+            replay, self.layout, rows, self.context, values
+        )
+        replay = jax.vmap(write)(replay, rows, written)
         return params, train_carry, replay, _scalars(metrics)
 
     def _iteration(self, state, count, zeros):
@@ -133,7 +199,9 @@ class DeviceLoop:
         last = obs['is_last']
         # The next step resets these environments, so the action only matters as stored.
         act = {k: jnp.where(_rows(last, v), jnp.zeros_like(v), v) for k, v in act.items()}
-        replay = dr.add(state['replay'], lay, steps, {**inputs, **act, **outs})
+        step = {**inputs, **act, **outs}
+        step = jax.tree.map(lambda x: x.reshape((self.groups, -1, *x.shape[1:])), step)
+        replay = jax.vmap(lambda r, s: dr.add(r, lay, steps, s))(state['replay'], step)
 
         def update(_, carry):
             inner, replay, metrics = carry

@@ -91,8 +91,11 @@ def add(replay: dict, lay: Layout, index, step: dict) -> dict:
     return replay
 
 
-def sample(replay: dict, lay: Layout, steps, key, batch: int):
-    """`batch` items after `steps` steps: (replay, (env, start) per row, dict of (B, L, ...))."""
+def sample(replay: dict, lay: Layout, steps, key, batch: int, first_env=0):
+    """`batch` items after `steps` steps: (replay, (env, start) per row, dict of (B, L, ...)).
+
+    `first_env` is the number of the replay's first environment in the step ids.
+    """
     available = count(lay, steps)
     first = steps - lay.length + 1 - available
     ekey, skey = jax.random.split(key)
@@ -123,7 +126,7 @@ def sample(replay: dict, lay: Layout, steps, key, batch: int):
                 .at[:, :-1]
                 .set(window['is_last'][:, :-1] | window['is_first'][:, 1:])
             )
-    window['stepid'] = stepids(envs, starts[:, None] + offsets[None])
+    window['stepid'] = stepids(envs + first_env, starts[:, None] + offsets[None])
     return replay, (envs, starts), window
 
 

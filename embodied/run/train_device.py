@@ -24,6 +24,7 @@ from ..core import clock
 from ..core.base import SetupError
 from ..envs import registry
 from ..jax import device_loop
+from ..jax.setup import configure
 from . import checkpoints, interrupt, outputs
 from .loop import Loop
 
@@ -36,6 +37,8 @@ DEVICE_KEYS = ('policy_carry', 'train_carry', 'envs', 'act', 'replay', 'env_keys
 def train_device(config: elements.Config, make_agent) -> None:
     """Train `run.seeds` agents on a JAX-native task until `run.steps` env steps (per seed)."""
     check(config)
+    # The adapters compute with JAX, so its devices (mock ones too) must be set up first.
+    configure(config.jax)
     env = registry.make_jax_env(config)
     run = config.run
     seeds = [config.seed + i for i in range(run.seeds)]
@@ -45,7 +48,15 @@ def train_device(config: elements.Config, make_agent) -> None:
         agent = make_agent(config.update({'jax.precompile': False}))
         check_spaces(agent, env)
         env_seeds = [[registry.env_seed(s, i) for i in range(run.envs)] for s in seeds]
-        program = device_loop.DeviceLoop(agent.model, env, config, seeds, env_seeds)
+        program = device_loop.DeviceLoop(
+            agent.model, env, config, seeds, env_seeds, agent.train_mesh
+        )
+        if program.groups > 1:
+            print(
+                f'Data-parallel over {program.groups} devices: each steps '
+                f'{run.envs // program.groups} environments, keeps their replay and samples '
+                f'{config.batch_size // program.groups} rows of every batch.'
+            )
         check_memory(program, config)
         state = program.init([agent.init_params(s) for s in seeds])
         loggers = [outputs.make_logger(c) for c in runs]
@@ -73,7 +84,7 @@ def train_device(config: elements.Config, make_agent) -> None:
 
 def check(config: elements.Config) -> None:
     """Raise SetupError on settings the device loop does not support, before anything runs."""
-    registry.make_jax_env(config)
+    registry.check_jax_task(config.task)
     run = config.run
     if run.seeds < 1 or run.envs < 1 or run.device_chunk < 1:
         raise SetupError(
@@ -89,6 +100,11 @@ def check(config: elements.Config) -> None:
         raise SetupError('train_device trains on one chunk per sample; set --consec_train 1.')
     if config.random_agent:
         raise SetupError('train_device trains the agent; drop --random_agent True.')
+    if config.jax.num_processes > 1:
+        raise SetupError(
+            'train_device runs in one process (with every device of jax.train_devices); set '
+            '--jax.num_processes 1.'
+        )
 
 
 def run_configs(config: elements.Config, seeds: list[int]) -> list[elements.Config]:
@@ -130,18 +146,20 @@ def check_memory(program: device_loop.DeviceLoop, config: elements.Config) -> No
         available = stats['bytes_limit'] - stats.get('bytes_in_use', 0)
     else:
         available = psutil.virtual_memory().available
-    lay = program.layout
+    lay, envs, devices = program.layout, program.envs, program.groups
+    # Each device holds its share of the environments and their replay.
+    needed //= devices
     print(
-        f'Device replay: {needed / 2**30:.2f} GiB for {len(program.seeds)} seed(s) x '
-        f'{lay.envs} envs x {lay.steps:,} steps; {available / 2**30:.1f} GiB free on {device}.'
+        f'Device replay: {needed / 2**30:.2f} GiB per device for {len(program.seeds)} seed(s) '
+        f'x {envs} envs x {lay.steps:,} steps; {available / 2**30:.1f} GiB free on {device}.'
     )
     if needed > MEMORY_SHARE * available:
         per_item = needed / (len(program.seeds) * lay.envs * lay.steps)
-        fits = int(MEMORY_SHARE * available / (per_item * len(program.seeds)))
+        fits = int(MEMORY_SHARE * available / (per_item * len(program.seeds))) * devices
         raise SetupError(
             f'The device replay needs {needed / 2**30:.2f} GiB but only '
             f'{available / 2**30:.1f} GiB of {device} are free. Pass --replay.size '
-            f'{max(fits - lay.envs * lay.length, lay.envs):.0f} or fewer, or fewer --run.seeds.'
+            f'{max(fits - envs * lay.length, envs):.0f} or fewer, or fewer --run.seeds.'
         )
 
 
@@ -257,7 +275,8 @@ class Trainer:
     def load(self, agents: list[dict], devices: list[dict]) -> None:
         """Put the seeds' checkpoints back on the device and continue from their step."""
         state = jax.tree.map(np.array, jax.device_get(self.state))
-        treedef = jax.tree.structure({k: state[k] for k in DEVICE_KEYS})
+        ours = {k: state[k] for k in DEVICE_KEYS}
+        treedef = jax.tree.structure(ours)
         for index, (agent, device) in enumerate(zip(agents, devices)):
             missing = set(state['params']) - set(agent['params'])
             if missing:
@@ -267,6 +286,12 @@ class Trainer:
                 )
             for key, value in state['params'].items():
                 value[index] = agent['params'][key]
+            saved = [np.shape(x) for x in device['leaves']]
+            if saved != [np.shape(x)[1:] for x in jax.tree.leaves(ours)]:
+                raise checkpoints.CheckpointError(
+                    f'The device state of seed {index} was saved with other settings (run.envs, '
+                    'replay.size, the devices of jax.train_mesh); resume with those of that run.'
+                )
             part = jax.tree.unflatten(treedef, device['leaves'])
             for key in DEVICE_KEYS:
                 jax.tree.map(lambda x, y: x.__setitem__(index, y), state[key], part[key])
@@ -277,7 +302,7 @@ class Trainer:
         self.ratio._prev = devices[0]['ratio']
         for logger in self.loggers:
             logger.step.load(self.steps * self.envs)
-        self.state = jax.device_put(state)
+        self.state = jax.device_put(state, self.program.shardings)
 
 
 class Saves:

@@ -26,6 +26,9 @@ def test_one_record_per_suite_names_its_constructor_packages_and_extra():
         'procgen',
         'bsuite',
         'memmaze',
+        'gymnax',
+        'craftax',
+        'xminigrid',
     }
     assert set(registry.SUITES) == expected
     assert registry.suites() == sorted(expected)
@@ -34,6 +37,16 @@ def test_one_record_per_suite_names_its_constructor_packages_and_extra():
         assert module.startswith('embodied.envs.') and sep and ctor, name
         # A suite that needs packages says how to get them.
         assert not suite.needs or suite.extra or suite.install, name
+    native = {name for name, suite in registry.SUITES.items() if suite.jax}
+    assert native == {'gymnax', 'craftax', 'xminigrid'}
+
+
+def test_only_jax_native_tasks_train_on_the_device():
+    from embodied.core.base import SetupError
+
+    registry.check_jax_task('craftax_Craftax-Classic-Pixels-v1')
+    with pytest.raises(SetupError, match='not a JAX-native environment.*gymnax, craftax'):
+        registry.check_jax_task('gym_CartPole-v1')
 
 
 def test_load_returns_constructors():
