@@ -17,7 +17,7 @@ import elements
 import numpy as np
 
 from . import registry
-from .jaxenv import HostEnv, JaxEnv, flag_spaces
+from .jaxenv import HostEnv, JaxEnv, flag_spaces, shared
 
 NAMES = (
     'Craftax-Classic-Pixels-v1',
@@ -83,4 +83,4 @@ class Craftax(JaxEnv):
 
 def make(task: str, seed: int | None = None, reset_ratio: int = 16) -> HostEnv:
     """The host form of `craftax_<task>` (one environment: every reset makes its own world)."""
-    return HostEnv(Craftax(task, reset_ratio), seed)
+    return HostEnv(shared(Craftax, task, reset_ratio), seed)

@@ -10,7 +10,7 @@ import elements
 import numpy as np
 
 from . import registry
-from .jaxenv import HostEnv, JaxEnv, flag_spaces
+from .jaxenv import HostEnv, JaxEnv, flag_spaces, shared
 
 
 class Gymnax(JaxEnv):
@@ -67,4 +67,4 @@ class Gymnax(JaxEnv):
 
 def make(task: str, seed: int | None = None) -> HostEnv:
     """The host form of `gymnax_<task>`."""
-    return HostEnv(Gymnax(task), seed)
+    return HostEnv(shared(Gymnax, task), seed)

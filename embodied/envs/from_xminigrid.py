@@ -11,7 +11,7 @@ import elements
 import numpy as np
 
 from . import registry
-from .jaxenv import HostEnv, JaxEnv, flag_spaces
+from .jaxenv import HostEnv, JaxEnv, flag_spaces, shared
 
 
 class XMiniGrid(JaxEnv):
@@ -66,4 +66,4 @@ class XMiniGrid(JaxEnv):
 
 def make(task: str, seed: int | None = None) -> HostEnv:
     """The host form of `xminigrid_<task>`."""
-    return HostEnv(XMiniGrid(task), seed)
+    return HostEnv(shared(XMiniGrid, task), seed)

@@ -14,6 +14,7 @@ interface, so every host script trains on these tasks too and both forms give th
 observations for the same seed and actions.
 """
 
+import functools
 from typing import Any, NamedTuple
 
 import elements
@@ -152,6 +153,21 @@ def _cast(tree, shapes):
     return jax.tree.map(lambda x, s: jnp.asarray(x).astype(s.dtype).reshape(s.shape), tree, shapes)
 
 
+@functools.lru_cache(maxsize=None)
+def shared(cls, *args) -> JaxEnv:
+    """One adapter per class and arguments in a process, so that its host environments share
+    their compiled steps (`_jitted`)."""
+    return cls(*args)
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted(env: JaxEnv) -> tuple:
+    """The jitted step and init of an adapter, compiled once for all its host environments."""
+    import jax
+
+    return jax.jit(env.step), jax.jit(env.init)
+
+
 def _rows(mask, value):
     """`mask` (N,) broadcast against `value` (N, ...)."""
     return mask.reshape((-1,) + (1,) * (value.ndim - 1))
@@ -176,12 +192,12 @@ class HostEnv(Env):
 
         self._env = env
         self._seed = 0 if seed is None else int(seed)
-        self._step = jax.jit(env.step)
+        self._step, init = _jitted(env)
         # A host environment moves its inputs and outputs between host and device on every
         # step; the transfer guard of the agent's setup is for the agent's own calls.
         with jax.transfer_guard('allow'):
             self._key = jax.random.PRNGKey(self._seed)
-            self._state = jax.jit(env.init)(self._key)
+            self._state = init(self._key)
         self._count = 0
 
     @property
