@@ -7,11 +7,20 @@ per env), and print env steps per second for each, alternating the two `--repeat
     python scripts/bench_device.py --task gymnax_CartPole-v1 --envs 16 256
     python scripts/bench_device.py --task craftax_Craftax-Classic-Pixels-v1 --envs 16 256
 
+With `--train`, it measures `train_device` itself for `--seconds` after compiling: the device
+loop with updates at the train ratio for `--seeds` seeds, from an empty replay of `--replay`
+items per seed. It prints env steps and updates per second, the peak device memory and the
+hours to 1M env steps per seed (one JSON object per setting):
+
+    python scripts/bench_device.py --train --task craftax_Craftax-Classic-Pixels-v1 \
+        --configs craftax size12m --seeds 8 -- --jax.platform cuda
+
 Extra arguments after `--` go to the config, e.g. `-- --jax.platform cuda`.
 """
 
 import argparse
 import functools
+import json
 import pathlib
 import sys
 import tempfile
@@ -20,14 +29,15 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 
-def build(task, envs, extra):
-    """(config, agent) for the task at size1m with `envs` environments."""
+def build(task, envs, extra, configs=('size1m',), replay=None):
+    """(config, agent) for the task with these presets and `envs` environments."""
     from dreamerv3 import config as configlib
     from dreamerv3 import main
 
     logdir = tempfile.mkdtemp(prefix='bench_device-')
-    argv = ['--configs', 'size1m', '--task', task, '--run.envs', str(envs)]
-    argv += ['--jax.platform', 'cpu', '--replay.size', str(envs * 400), '--logdir', logdir]
+    replay = replay or envs * 400
+    argv = ['--configs', *configs, '--task', task, '--run.envs', str(envs)]
+    argv += ['--jax.platform', 'cpu', '--replay.size', str(replay), '--logdir', logdir]
     argv += ['--jax.precompile', 'False', *extra]
     summaries = {name: script.summary for name, script in main.SCRIPTS.items()}
     config, _ = configlib.parse(argv, summaries, environ={})
@@ -80,6 +90,49 @@ def host_rate(config, agent, seconds):
     return steps / (time.monotonic() - start)
 
 
+def train_rate(config, agent, seconds, chunk, seeds):
+    """Env steps and updates per second of train_device's loop, with its peak device memory."""
+    import jax
+    import numpy as np
+
+    from embodied.core import clock
+    from embodied.envs import registry
+    from embodied.jax import device_loop
+
+    env = registry.make_jax_env(config)
+    seeds = [config.seed + i for i in range(seeds)]
+    env_seeds = [[registry.env_seed(s, i) for i in range(config.run.envs)] for s in seeds]
+    program = device_loop.DeviceLoop(agent.model, env, config, seeds, env_seeds, agent.train_mesh)
+    state = program.init([agent.init_params(s) for s in seeds])
+    start = time.monotonic()
+    program.compile(state, chunk)
+    compile_s = time.monotonic() - start
+    ratio = clock.Ratio(config.run.train_ratio / (config.batch_size * config.batch_length))
+    steps, updates, timed_steps, timed_updates = 0, 0, 0, 0
+    start = None
+    while start is None or time.monotonic() - start < seconds:
+        counts = program.schedule(ratio, steps, chunk)
+        state, out = program(state, counts)
+        np.asarray(out['episodes']['done'])  # wait for the call
+        steps += chunk
+        updates += int(counts.sum())
+        if start is None and updates:
+            start = time.monotonic()  # time from the first call that trained
+        elif start is not None:
+            timed_steps += chunk * config.run.envs
+            timed_updates += int(counts.sum())
+    duration = time.monotonic() - start
+    stats = jax.devices()[0].memory_stats() or {}
+    rate = timed_steps / duration
+    return {
+        'compile_s': round(compile_s, 1),
+        'env_steps_per_s_per_seed': round(rate, 1),
+        'updates_per_s_per_seed': round(timed_updates / duration, 2),
+        'peak_memory_gib': round(stats.get('peak_bytes_in_use', 0) / 2**30, 2) or None,
+        'hours_to_1m_steps': round(1e6 / rate / 3600, 1),
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--task', default='gymnax_CartPole-v1')
@@ -87,8 +140,21 @@ def main():
     parser.add_argument('--seconds', type=float, default=20)
     parser.add_argument('--repeats', type=int, default=2)
     parser.add_argument('--chunk', type=int, default=32)
+    parser.add_argument('--train', action='store_true', help='time train_device itself')
+    parser.add_argument('--configs', nargs='+', default=['size1m'])
+    parser.add_argument('--seeds', type=int, nargs='+', default=[1])
+    parser.add_argument('--replay', type=int, default=100_000, help='items per seed (--train)')
     args, extra = parser.parse_known_args()
     extra = [x for x in extra if x != '--']
+    if args.train:
+        for envs in args.envs:
+            for seeds in args.seeds:
+                config, agent = build(args.task, envs, extra, args.configs, args.replay)
+                result = train_rate(config, agent, args.seconds, args.chunk, seeds)
+                setting = {'task': args.task, 'configs': ' '.join(args.configs)}
+                print(json.dumps({**setting, 'envs': envs, 'seeds': seeds, **result}), flush=True)
+        print(f'Done: {len(args.envs) * len(args.seeds)} setting(s).')
+        return
     rows = []
     for envs in args.envs:
         config, agent = build(args.task, envs, extra)

@@ -87,6 +87,18 @@ class DeviceLoop:
                 result[key] = jax.tree.map(lambda _: self.mirrored, value)
         return result
 
+    def ready(self, iteration: int, env: int) -> bool:
+        """Whether `train`'s replay would hold a batch's worth of items after environment `env`
+        of iteration `iteration` (0-based) has added its step."""
+        lay = self.layout
+        items = lambda steps: min(max(steps - lay.length + 1, 0), lay.items)
+        total = (env + 1) * items(iteration + 1) + (self.envs - env - 1) * items(iteration)
+        return total >= self.batch * self.config.batch_length
+
+    def schedule(self, ratio, steps: int, chunk: int) -> np.ndarray:
+        """The updates of each of the next `chunk` iterations after `steps` (see `schedule`)."""
+        return schedule(ratio, steps, self.envs, chunk, self.ready)
+
     def replay_bytes(self) -> int:
         """Device memory of the replays of all seeds."""
         return dr.nbytes(self.stored, self.layout) * self.groups * len(self.seeds)

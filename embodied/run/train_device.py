@@ -178,7 +178,6 @@ class Trainer:
         self.updates = 0
         batch_steps = config.batch_size * config.batch_length
         self.ratio = clock.Ratio(config.run.train_ratio / batch_steps)
-        self.ready_items = batch_steps
         self.sums = [{} for _ in loggers]
         self.count = 0
         self.scores = [[] for _ in loggers]
@@ -192,16 +191,9 @@ class Trainer:
         self.program.compile(self.state, self.chunk)
         print(f'Compiled the device loop in {time.monotonic() - start:.1f} s.', flush=True)
 
-    def ready(self, iteration: int, env: int) -> bool:
-        """Whether the host replay would hold a batch's worth of items after this transition."""
-        lay = self.program.layout
-        per_env = lambda steps: min(max(steps - lay.length + 1, 0), lay.items)
-        items = (env + 1) * per_env(iteration + 1) + (self.envs - env - 1) * per_env(iteration)
-        return items >= self.ready_items
-
     def advance(self) -> None:
         """One call: `run.device_chunk` iterations of every environment and seed."""
-        counts = device_loop.schedule(self.ratio, self.steps, self.envs, self.chunk, self.ready)
+        counts = self.program.schedule(self.ratio, self.steps, self.chunk)
         self.state, out = self.program(self.state, counts)
         out = jax.device_get(out)
         start = self.steps * self.envs
