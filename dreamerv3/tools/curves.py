@@ -131,6 +131,15 @@ def is_run(folder: pathlib.Path) -> bool:
     return (folder / 'config.yaml').exists() or (folder / 'scores.jsonl').exists()
 
 
+def seeds_of(folder: pathlib.Path) -> list[pathlib.Path]:
+    """The runs `seed<i>/` of a logdir that trained several seeds at once (`run.seeds`), or
+    the logdir itself."""
+    if (folder / 'scores.jsonl').exists():
+        return [folder]
+    seeds = [p for p in folder.glob('seed*') if p.name[4:].isdigit() and is_run(p)]
+    return sorted(seeds, key=lambda p: int(p.name[4:])) or [folder]
+
+
 def find_runs(paths: list[str]) -> list[pathlib.Path]:
     """The run logdirs in `paths`: each path is a logdir or a folder holding logdirs."""
     runs = []
@@ -139,12 +148,12 @@ def find_runs(paths: list[str]) -> list[pathlib.Path]:
         if not path.is_dir():
             raise InputError(f"Logdir '{path}' does not exist or is not a folder.")
         if is_run(path):
-            runs.append(path)
+            runs += seeds_of(path)
             continue
         found = []
         for folder, subfolders, _ in os.walk(path):
             if is_run(pathlib.Path(folder)):
-                found.append(pathlib.Path(folder))
+                found += seeds_of(pathlib.Path(folder))
                 # A run's own subfolders (replay, ckpt, process<i>) are no runs of their own.
                 subfolders.clear()
             subfolders.sort()

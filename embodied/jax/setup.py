@@ -179,10 +179,11 @@ def _check_running_backend(platform, mock_devices, env):
                 f"JAX already runs on platform '{running}' but setup() asks for '{platform}'. "
                 + hint
             )
-    if mock_devices and running == 'cpu' and jax.device_count() != mock_devices:
+    # Mock devices are per process: a multi-host run counts those of every process globally.
+    if mock_devices and running == 'cpu' and jax.local_device_count() != mock_devices:
         raise RuntimeError(
-            f'JAX already runs with {jax.device_count()} CPU devices but setup() asks for '
-            f'mock_devices={mock_devices}. ' + hint
+            f'JAX already runs with {jax.local_device_count()} CPU devices but setup() asks '
+            f'for mock_devices={mock_devices}. ' + hint
         )
     if running != 'cpu':
         # On accelerators the flags and the allocator setting matter, so they must match.

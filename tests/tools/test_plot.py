@@ -127,3 +127,18 @@ def test_bin_curve_interpolates_inside_and_leaves_the_rest_empty():
     # the seed's last episode.
     assert values[:3] == pytest.approx([2, 4, 6])
     assert np.isnan(values[3:]).all()
+
+
+def test_seeds_of_one_logdir_are_one_method(tmp_path):
+    # A train_device run with --run.seeds 2: config.yaml at the top, a run per seed below.
+    logdir = tmp_path / 'cartpole'
+    logdir.mkdir()
+    logdir.joinpath('config.yaml').write_text('task: dmc_walker_walk\nseed: 0\n')
+    write_run(logdir / 'seed0', [(x, 1.0) for x in range(100, 1001, 100)])
+    write_run(logdir / 'seed1', [(x, 3.0) for x in range(100, 1001, 100)])
+    write_run(logdir / 'seed10', [(x, 5.0) for x in range(100, 1001, 100)])
+    out = tmp_path / 'plot.png'
+    result = run_plot(logdir, '--bins', '1', out=out)
+    assert result.returncode == 0, result.stderr
+    (row,) = read_csv(tmp_path / 'plot.csv')
+    assert row['method'] == 'cartpole' and row['seeds'] == 3 and row['mean'] == 3
