@@ -71,6 +71,8 @@ class DeviceLoop:
         self.split = named(P(DATA_AXES))
         self.shardings = None  # of the state, known once `init` has seen the parameters
         self._chunk = None
+        # Jitted, so that the metric shapes (`_run`) and the update loop share one trace of it.
+        self._train = jax.jit(lambda p, c, b, k: nj.pure(model.train)(p, c, b, seed=k))
 
     def _init_inputs(self):
         return np.asarray(self.seeds, np.uint32), self.env_seeds
@@ -187,8 +189,8 @@ class DeviceLoop:
         batch['consec'] = jnp.zeros(batch['is_first'].shape, jnp.int32)
         batch = jax.lax.with_sharding_constraint(batch, self.split)
         key = jax.random.fold_in(state['keys'][2], number)
-        params, (train_carry, outs, metrics) = nj.pure(self.model.train)(
-            state['params'], state['train_carry'], batch, seed=key
+        params, (train_carry, outs, metrics) = self._train(
+            state['params'], state['train_carry'], batch, key
         )
         written = {k: v for k, v in outs['replay'].items() if k in self.stored}
         written = jax.tree.map(lambda x: x.reshape((self.groups, -1, *x.shape[1:])), written)

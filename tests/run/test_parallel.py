@@ -13,6 +13,9 @@ import psutil
 import pytest
 from helpers import checkpoint, command, keys, metrics
 
+# Every test here runs the command line with its processes for a while.
+pytestmark = pytest.mark.slow
+
 FLAGS = (
     '--script',
     'parallel',
@@ -172,7 +175,6 @@ def test_killed_env_stops_the_run_with_its_name(tmp_path):
     assert run.alive() == []
 
 
-@pytest.mark.slow
 def test_env_killed_while_the_agent_compiles_stops_the_run_cleanly(tmp_path):
     # The real agent, so that the agent thread is inside XLA when the env dies.
     flags = [flag for flag in FLAGS if flag not in ('--random_agent', 'True')]
@@ -195,7 +197,6 @@ def latest(directory):
     return name
 
 
-@pytest.mark.slow
 def test_sigterm_saves_every_role_and_exits_zero(tmp_path):
     run = Run(tmp_path, *FLAGS, '--run.steps', '1e6')
     run.find(r'Saving checkpoint: .*ckpt.agent', timeout=120)
@@ -214,7 +215,6 @@ def test_sigterm_saves_every_role_and_exits_zero(tmp_path):
     assert run.alive() == []
 
 
-@pytest.mark.slow
 def test_second_ctrl_c_kills_every_role_at_once(tmp_path):
     run = Run(tmp_path, *FLAGS, '--run.steps', '1e6')
     run.find(r'Agent Step [1-9]', timeout=120)

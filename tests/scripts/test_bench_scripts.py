@@ -59,8 +59,9 @@ def test_bench_gpu_cpu_mode_writes_table_and_json(tmp_path):
 
 
 def test_bench_device_train_mode_prints_rates_per_seed(capsys, monkeypatch):
+    # The settings of the train_device tests, whose compiled program the cache may hold.
     argv = ['bench_device.py', '--train', '--task', 'gymnax_CartPole-v1', '--configs', 'debug']
-    argv += ['--envs', '2', '--seeds', '2', '--seconds', '1', '--chunk', '8', '--replay', '400']
+    argv += ['--envs', '2', '--seeds', '2', '--seconds', '1', '--chunk', '8', '--replay', '10000']
     argv += ['--', '--batch_size', '2', '--batch_length', '4', '--run.train_ratio', '16']
     monkeypatch.setattr(sys, 'argv', argv)
     with helpers.kept_jax_settings():
