@@ -8,6 +8,8 @@ import pytest
 
 from embodied.jax import device_replay as dr
 
+pytestmark = pytest.mark.pinned
+
 SPACES = {
     'value': elements.Space(np.int32),
     'is_first': elements.Space(bool),
