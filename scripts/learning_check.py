@@ -109,7 +109,7 @@ def main():
             episodes=int(len(scores)),
             last_step=int(steps[-1]),
             wall_clock_s=round(duration, 1),
-            env_steps_per_s=round(args.steps / duration, 2) if not args.no_run else None,
+            env_steps_per_s=round(int(steps[-1]) / duration, 2) if not args.no_run else None,
             threshold=args.threshold,
             passed=final >= args.threshold,
         )

@@ -72,6 +72,8 @@ def train_device(config: elements.Config, make_agent) -> None:
             loop.on_log(trainer.log)
             loop.status = trainer.status
             stopped = loop.run(trainer.advance, saves)
+            if loop.saved_to:
+                loop.saved_to = saves.where()
         finally:
             loop.close()
             for logger in loggers[1:]:
@@ -305,6 +307,12 @@ class Saves:
         self.trainer = trainer
         self.dirs = [elements.Path(c.logdir) / 'ckpt' for c in runs]
         self.keep = runs[0].run.keep_checkpoints
+
+    def where(self) -> str:
+        """The checkpoint folder, or the pattern of the seeds' folders."""
+        if len(self.dirs) == 1:
+            return str(self.dirs[0])
+        return str(self.dirs[0]).replace('seed0', 'seed*', 1)
 
     def save(self) -> None:
         """Write a checkpoint of every seed."""
