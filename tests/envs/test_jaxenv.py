@@ -116,19 +116,6 @@ def test_batched_reset_starts_fewer_episodes_and_every_one_that_is_due():
     assert np.asarray(states.length).tolist() == [1] * count
 
 
-def test_craftax_pixels_are_padded_uint8_frames():
-    from embodied.envs import from_craftax
-
-    env = from_craftax.make('Craftax-Classic-Pixels-v1', seed=0)
-    assert env.obs_space['image'].shape == (64, 64, 3)
-    assert env.act_space['action'].high == 17
-    obs = env.step({'action': np.int32(0), 'reset': True})
-    image = obs['image']
-    assert image.dtype == np.uint8 and obs['is_first'] and obs['reward'] == 0
-    # Craftax-Classic renders 63 x 63 frames; the padding is black.
-    assert not image[63].any() and not image[:, 63].any() and image[:63, :63].any()
-
-
 def test_host_form_through_make_env_has_the_standard_keys():
     from embodied.envs import from_gymnax
 

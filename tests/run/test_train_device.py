@@ -32,14 +32,24 @@ FLAGS = (
 )
 
 
+# The agent the in-process runs share, built by the first.
+AGENTS = {}
+
+
 def train(logdir, steps, *flags):
-    """Run the script in this process until `steps` env steps; returns what it printed."""
+    """Run the script in this process until `steps` env steps; returns what it printed.
+
+    The runs share one agent: the script takes only its model and initial parameters (of the
+    seeds it is given), which do not depend on the seed of the agent it was built with.
+    """
     from dreamerv3 import main
     from embodied.run.train_device import train_device
 
     config = helpers.config(*FLAGS, '--run.steps', str(steps), *flags, logdir=logdir)
     with helpers.kept_jax_settings():
-        return helpers.run_script(train_device, config, main.make_agent)
+        if 'agent' not in AGENTS:
+            AGENTS['agent'] = main.make_agent(config.update({'jax.precompile': False}))
+        return helpers.run_script(train_device, config, lambda _: AGENTS['agent'])
 
 
 def params(logdir):

@@ -35,8 +35,7 @@ def test_bench_gpu_cpu_mode_writes_table_and_json(tmp_path):
     # A process per configuration, as on a GPU; the debug train step is the shared agent's
     # program, so the persistent compilation cache usually has it.
     cmd = ['bash', 'scripts/bench_gpu.sh', *DEBUG, '--updates', '1', '--warmup', '1']
-    # The train_device part (Craftax at size12m) is left out here; test_bench_device_train
-    # runs its script.
+    # The train_device part (Craftax at size12m) is left out here.
     env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OUT': str(tmp_path), 'BENCH_DEVICE_CONFIGS': ''}
     result = subprocess.run(
         [*cmd, '--peak-tflops', '2'], cwd=ROOT, env=env, capture_output=True, text=True
@@ -56,25 +55,6 @@ def test_bench_gpu_cpu_mode_writes_table_and_json(tmp_path):
         result['flops_per_update'] / result['sec_per_update']
     )
     assert (tmp_path / 'bench_gpu.md').read_text().startswith('| configs |')
-
-
-def test_bench_device_train_mode_prints_rates_per_seed(capsys, monkeypatch):
-    # The settings of the train_device tests, whose compiled program the cache may hold.
-    argv = ['bench_device.py', '--train', '--task', 'gymnax_CartPole-v1', '--configs', 'debug']
-    argv += ['--envs', '2', '--seeds', '2', '--seconds', '1', '--chunk', '8', '--replay', '10000']
-    argv += ['--', '--batch_size', '2', '--batch_length', '4', '--run.train_ratio', '16']
-    monkeypatch.setattr(sys, 'argv', argv)
-    with helpers.kept_jax_settings():
-        script('bench_device').main()
-    lines = capsys.readouterr().out.strip().splitlines()
-    result = json.loads(next(line for line in lines if line.startswith('{')))
-    assert result['seeds'] == 2 and result['envs'] == 2
-    assert result['env_steps_per_s_per_seed'] > 0 and result['updates_per_s_per_seed'] > 0
-    # Two updates per env step (train ratio 16 over batches of 2 x 4 steps) once training.
-    ratio = result['updates_per_s_per_seed'] / result['env_steps_per_s_per_seed']
-    assert ratio == pytest.approx(2, rel=0.1)
-    assert result['hours_to_1m_steps'] > 0
-    assert lines[-1] == 'Done: 1 setting(s).'
 
 
 def test_bench_train_reports_time_faults_and_cpu_seconds_per_update(shared, capsys):
