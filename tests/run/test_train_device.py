@@ -121,19 +121,3 @@ def test_seed_of_a_run_and_a_resumed_run_of_that_seed_learn_the_same(tmp_path):
     assert transitions > 10 and abs(updates - 2 * transitions) <= 1
     rows = helpers.metrics(seeds / 'seed1')
     assert max(row.get('replay/updates', 0) for row in rows) == updates
-
-
-@pytest.mark.slow
-def test_environments_and_batch_split_over_two_devices(tmp_path):
-    flags = ('--jax.mock_devices', '2', '--jax.train_devices', '0,1', '--jax.policy_devices', '0,1')
-    # From the command line, the one way to get mock devices: JAX starts with them.
-    result = helpers.cli(tmp_path, *FLAGS, '--run.steps', '32', *flags)
-    assert result.returncode == 0, helpers.output(result)
-    assert 'Data-parallel over 2 devices: each steps 1 environments' in result.stdout
-    assert 'Finished training at step 32' in result.stdout
-    trained = params(tmp_path)
-    assert all(np.isfinite(v).all() for v in trained.values())
-    assert helpers.checkpoint(tmp_path / 'ckpt', 'agent')['counters']['updates'] > 10
-    rows = helpers.metrics(tmp_path)
-    losses = [row['train/loss/dyn'] for row in rows if 'train/loss/dyn' in row]
-    assert losses and all(np.isfinite(losses))
