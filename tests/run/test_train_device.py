@@ -3,6 +3,7 @@
 import pickle
 
 import helpers
+import jax
 import numpy as np
 import pytest
 
@@ -82,42 +83,70 @@ def test_updates_follow_the_train_ratio_of_the_host_loop():
     assert counts[: 100 // envs].sum() == 0
 
 
-def first_params(logdir):
-    """The parameters of the first checkpoint, the initial ones."""
+def first(logdir, name):
+    """An entry of the first checkpoint, the one of the initial state."""
     folder = min(p for p in (logdir / 'ckpt').iterdir() if (p / 'done').exists())
-    return pickle.loads((folder / 'agent.pkl').read_bytes())['params']
+    return pickle.loads((folder / f'{name}.pkl').read_bytes())
 
 
 @pytest.mark.slow
-def test_seed_of_a_run_and_a_resumed_run_of_that_seed_learn_the_same(tmp_path):
-    # Two seeds, uninterrupted.
-    seeds = tmp_path / 'seeds'
-    printed = train(seeds, 32, '--run.seeds', '2', '--seed', '5')
+def test_a_seed_learns_the_same_alone_beside_others_and_resumed(tmp_path):
+    """Seed 5 trains in run A beside seed 6, uninterrupted, and in run B beside seed 4, stopped
+    after its checkpoint at half the steps and resumed: the same parameters, up to float
+    rounding. Its initial state is that of a one-seed run with seed 5. One program (two
+    seeds) serves all three runs."""
+    from embodied.envs import registry
+    from embodied.run import train_device
+
+    a, b = tmp_path / 'a', tmp_path / 'b'
+    printed = train(a, 32, '--run.seeds', '2', '--seed', '5')
     assert 'seed 0:' in printed and 'seed 1:' in printed
     for index in (0, 1):
-        folder = seeds / f'seed{index}'
+        folder = a / f'seed{index}'
         assert (folder / 'config.yaml').exists(), folder
         names = helpers.keys(folder)
         for name in ('train/loss/dyn', 'train/loss/policy', 'fps/policy', 'replay/items'):
             assert name in names, (folder, name)
-    # Seed 1 alone, stopped after its checkpoint at half the steps and resumed.
-    one = tmp_path / 'one'
-    train(one, 16, '--seed', '6')
-    printed = train(one, 32, '--seed', '6')
+    train(b, 16, '--run.seeds', '2', '--seed', '4')
+    printed = train(b, 32, '--run.seeds', '2', '--seed', '4')
     assert 'Loading checkpoint' in printed and 'from step 16' in printed
     assert 'Finished training at step 32' in printed
-    initial, expected, got = first_params(one), params(seeds / 'seed1'), params(one)
-    for key, value in first_params(seeds / 'seed1').items():
-        np.testing.assert_array_equal(value, initial[key], err_msg=key)
+    initial, expected, got = (
+        first(a / 'seed0', 'agent')['params'],
+        params(a / 'seed0'),
+        params(b / 'seed1'),
+    )
     # The same updates up to float rounding: far closer than how far training moved them.
     for key in expected:
         moved = np.abs(expected[key] - initial[key]).max()
         assert np.abs(got[key] - expected[key]).max() <= 0.01 * moved + 1e-6, key
-    other = params(seeds / 'seed0')
+    other = params(a / 'seed1')
     assert any(not np.allclose(other[k], expected[k]) for k in expected)
+    # A one-seed run of seed 5 starts from the same parameters, environments and replay.
+    config = helpers.config(*FLAGS, '--seed', '5', logdir=tmp_path / 'one')
+    agent = AGENTS['agent']
+    with helpers.kept_jax_settings():
+        train_device.configure(config.jax)
+        env = registry.make_jax_env(config)
+        program = device_loop.DeviceLoop(
+            agent.model,
+            env,
+            config,
+            [5],
+            [[registry.env_seed(5, i) for i in range(2)]],
+            agent.train_mesh,
+        )
+        alone = jax.device_get(program.init([agent.init_params(5)]))
+    for key, value in alone['params'].items():
+        np.testing.assert_array_equal(value[0], initial[key], err_msg=key)
+    leaves = jax.tree.leaves({k: alone[k] for k in train_device.DEVICE_KEYS})
+    saved = first(a / 'seed0', 'device')['leaves']
+    assert len(leaves) == len(saved)
+    for ours, theirs in zip(leaves, saved):
+        np.testing.assert_array_equal(ours[0], theirs)
     # 16 iterations of 2 environments; items of 5 steps (4 plus 1 of replay context).
-    updates = helpers.checkpoint(one / 'ckpt', 'agent')['counters']['updates']
+    updates = helpers.checkpoint(b / 'seed1' / 'ckpt', 'agent')['counters']['updates']
     transitions = ready_transitions(envs=2, iterations=16, length=5, needed=2 * 4)
     assert transitions > 10 and abs(updates - 2 * transitions) <= 1
-    rows = helpers.metrics(seeds / 'seed1')
+    rows = helpers.metrics(a / 'seed0')
     assert max(row.get('replay/updates', 0) for row in rows) == updates
