@@ -30,13 +30,6 @@ NAMES = (
 class Craftax(JaxEnv):
     """One Craftax environment without the library's automatic reset."""
 
-    def __init__(self, task: str, reset_ratio: int = 16):
-        import jax
-
-        # The libraries compute their spaces with eager JAX ops.
-        with jax.transfer_guard('allow'):
-            self._build(task, reset_ratio)
-
     def _build(self, task: str, reset_ratio: int = 16):
         registry.require('craftax', 'craftax')
         if task not in NAMES:

@@ -16,13 +16,6 @@ from .jaxenv import HostEnv, JaxEnv, flag_spaces, shared
 class Gymnax(JaxEnv):
     """One gymnax environment with its default parameters."""
 
-    def __init__(self, task: str):
-        import jax
-
-        # The libraries compute their spaces with eager JAX ops.
-        with jax.transfer_guard('allow'):
-            self._build(task)
-
     def _build(self, task: str):
         gymnax = registry.require('gymnax', 'gymnax')
         if task not in gymnax.registered_envs:

@@ -17,13 +17,6 @@ from .jaxenv import HostEnv, JaxEnv, flag_spaces, shared
 class XMiniGrid(JaxEnv):
     """One XLand-MiniGrid environment with its default parameters."""
 
-    def __init__(self, task: str):
-        import jax
-
-        # The libraries compute their spaces with eager JAX ops.
-        with jax.transfer_guard('allow'):
-            self._build(task)
-
     def _build(self, task: str):
         xminigrid = registry.require('xminigrid', 'xminigrid')
         from xminigrid.core import constants

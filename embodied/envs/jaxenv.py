@@ -49,6 +49,18 @@ class JaxEnv:
     # Environments per new episode started in a step of a batch (`step_batch`); 0 or 1: all.
     reset_ratio: int = 0
 
+    def __init__(self, *args, **kwargs):
+        import jax
+
+        # The libraries compute their spaces with eager JAX ops, which the agent's transfer
+        # guard would reject.
+        with jax.transfer_guard('allow'):
+            self._build(*args, **kwargs)
+
+    def _build(self, *args, **kwargs):
+        """Make the library's environment and set `obs_space` and `act_space`."""
+        raise NotImplementedError
+
     def _reset(self, key):
         """(library state, observation dict without reward and flags) of a new episode."""
         raise NotImplementedError
