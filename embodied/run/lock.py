@@ -1,15 +1,19 @@
 """An exclusive lock on a logdir, so that two runs never write the same checkpoints and replay.
 
-The lock is the file `<logdir>/lock`, created exclusively and holding the host, pid and start
-time of the process that holds it. It is removed when that process leaves `acquire`. A lock
-whose process is gone (killed with SIGKILL, a lost machine) is stale: on the same host that is
-detected from the pid and its start time and the lock is taken over; a lock of another host
-cannot be checked from here and has to be removed by hand. Each process of a multi-host run
-locks its own part of the logdir (`<logdir>/process<i>`), so those share one logdir unhindered.
+The lock is an advisory `flock` on the file `<logdir>/lock`, held for as long as the run keeps
+that file open. The operating system releases it when the holder ends in any way (exit, crash,
+SIGKILL, an OOM kill), so there is no stale lock to detect and no race between a reader and a
+writer of the file: the kernel decides who holds it. The file itself only tells the refused
+run who the holder is (host, pid, start time); it is never deleted, because a run that opened
+the old file before its removal would lock a file that no longer guards the logdir. Each
+process of a multi-host run locks its own part of the logdir (`<logdir>/process<i>`), so those
+share one logdir unhindered. Processes forked by the holder share its lock until they end.
 """
 
 import contextlib
 import datetime
+import errno
+import fcntl
 import json
 import os
 import socket
@@ -25,67 +29,107 @@ class LockError(SetupError):
     """The logdir is held by another live run; the message names it."""
 
 
+class UnusableLogdir(SetupError):
+    """The logdir cannot be created or written; the message says why and what to do."""
+
+
 def path(logdir) -> str:
     """The lock file of a logdir."""
     return os.path.join(str(logdir), FILENAME)
 
 
 def holder(logdir) -> dict | None:
-    """Host, pid and start time of the live run holding `logdir`, or None if nobody holds it.
+    """Host, pid and start time of the run holding `logdir`, or None if nobody holds it.
 
-    A lock of another host counts as live (it cannot be checked from here); a lock of this host
-    whose process has ended, or whose pid now belongs to a later process, does not.
+    Holding includes this very process: the lock is per open file, not per process.
     """
-    if '://' in str(logdir):
+    filename = path(logdir)
+    if '://' in str(logdir) or not os.path.exists(filename):
         return None
-    info = _read(path(logdir))
-    if info is None or _stale(info):
+    try:
+        fd = os.open(filename, os.O_RDONLY)
+    except OSError:
         return None
-    return info
+    try:
+        if _try_lock(fd, fcntl.LOCK_SH):
+            return None
+        return _read(fd)
+    finally:
+        os.close(fd)  # Also releases the shared lock taken to test it.
 
 
 @contextlib.contextmanager
 def acquire(logdir):
     """Hold the lock of `logdir` for the body; raises LockError when another run holds it.
 
-    A logdir on an object store (`gs://...`) is not locked: it offers no exclusive create.
+    Raises UnusableLogdir when the logdir cannot be created or written. A logdir on an object
+    store (`gs://...`) is not locked: it offers no file locks.
     """
     if '://' in str(logdir):
         yield None
         return
     filename = path(logdir)
-    os.makedirs(str(logdir), exist_ok=True)
-    info = _own_info()
-    for _ in range(3):
-        try:
-            fd = os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            current = _read(filename)
-            if current is not None and not _stale(current):
-                raise LockError(_message(logdir, current)) from None
-            _take_over(filename, current)
-            continue
-        with os.fdopen(fd, 'w') as f:
-            json.dump(info, f)
-            f.flush()
-            os.fsync(f.fileno())
-        break
-    else:
-        raise LockError(
-            f'Could not lock the logdir {logdir}: its lock file {filename} keeps reappearing; '
-            'another run is starting on the same logdir at this moment.'
-        )
+    fd = _open(logdir, filename)
     try:
+        if not _try_lock(fd, fcntl.LOCK_EX):
+            raise LockError(_message(logdir, _read(fd)))
+        info = _own_info()
+        _write(fd, info)
         yield info
     finally:
-        # Only our own lock is removed, never one that another run took over meanwhile, and
-        # not by a forked child that unwinds this frame as well.
-        if os.getpid() == info['pid'] and _read(filename) == info:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(filename)
+        # Closing the file releases the lock; forked children that share it keep it alive.
+        os.close(fd)
 
 
-def _own_info():
+def _open(logdir, filename) -> int:
+    """Create the logdir and open its lock file, or say in one line why that is impossible."""
+    try:
+        os.makedirs(str(logdir), exist_ok=True)
+        return os.open(filename, os.O_RDWR | os.O_CREAT, 0o644)
+    except (FileExistsError, NotADirectoryError):
+        reason = 'a file of that name exists' if os.path.isfile(str(logdir)) else None
+        reason = reason or 'a part of the path is a file, not a folder'
+        raise UnusableLogdir(_unusable(logdir, reason)) from None
+    except PermissionError:
+        raise UnusableLogdir(_unusable(logdir, 'no permission to write there')) from None
+    except OSError as e:
+        if e.errno == errno.EROFS:
+            raise UnusableLogdir(_unusable(logdir, 'the file system is read-only')) from None
+        raise UnusableLogdir(_unusable(logdir, e.strerror or str(e))) from None
+
+
+def _unusable(logdir, reason: str) -> str:
+    return f'Cannot use the logdir {logdir}: {reason}. Pass a folder you can write with --logdir.'
+
+
+def _try_lock(fd: int, kind: int) -> bool:
+    try:
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _write(fd: int, info: dict) -> None:
+    """Replace the file's content with the holder's record (only the holder ever writes it)."""
+    data = json.dumps(info).encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+    with contextlib.suppress(OSError):  # A disk without fsync still keeps the lock correct.
+        os.fsync(fd)
+
+
+def _read(fd: int) -> dict:
+    """The holder recorded in the lock file; {} while the holder has not written it yet."""
+    try:
+        size = os.fstat(fd).st_size
+        info = json.loads(os.pread(fd, size, 0).decode() or '{}')
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _own_info() -> dict:
     process = psutil.Process()
     start = process.create_time()
     return {
@@ -96,57 +140,13 @@ def _own_info():
     }
 
 
-def _read(filename):
-    """The holder recorded in a lock file; {} for an unreadable one, None when there is none."""
-    try:
-        with open(filename) as f:
-            text = f.read()
-    except FileNotFoundError:
-        return None
-    try:
-        info = json.loads(text)
-    except ValueError:
-        # Empty or cut off: its writer died between creating and filling it.
-        return {}
-    return info if isinstance(info, dict) else {}
-
-
-def _stale(info):
-    """Whether the recorded holder is known to be gone."""
-    if not info or 'pid' not in info:
-        return True
-    if info.get('host') != socket.gethostname():
-        return False
-    try:
-        process = psutil.Process(int(info['pid']))
-        # A reused pid belongs to a process that started later than the holder.
-        return abs(process.create_time() - float(info.get('start', 0))) > 1.0
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return True
-    except psutil.AccessDenied:
-        return False
-
-
-def _take_over(filename, stale):
-    """Remove a stale lock file, saying whose it was."""
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(filename)
-    if stale:
-        print(
-            f'Removed the stale lock of pid {stale.get("pid")} on {stale.get("host")} '
-            f'(started {stale.get("started")}), which is no longer running.'
-        )
-
-
-def _message(logdir, info):
-    where = f'pid {info.get("pid")} on host {info.get("host")}'
-    advice = (
-        'Wait for it to finish or stop it'
-        if info.get('host') == socket.gethostname()
-        else f'If that process is gone, delete {path(logdir)}'
-    )
+def _message(logdir, info: dict) -> str:
+    if info:
+        who = f'pid {info.get("pid")} on host {info.get("host")}, started {info.get("started")}'
+    else:
+        who = 'a run starting at this moment'
     return (
-        f'The logdir {logdir} is in use by another run ({where}, started '
-        f"{info.get('started')}); two runs on one logdir would overwrite each other's "
-        f'checkpoints and replay. {advice}, or pass another --logdir.'
+        f'The logdir {logdir} is in use by another run ({who}); two runs on one logdir would '
+        "overwrite each other's checkpoints and replay. Wait for it to finish or stop it, or "
+        'pass another --logdir.'
     )

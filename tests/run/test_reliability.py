@@ -60,7 +60,7 @@ def wait_for(predicate, timeout=120):
         time.sleep(0.1)
 
 
-def test_second_run_on_a_locked_logdir_exits_2_and_a_killed_holder_is_stale(tmp_path):
+def test_second_run_on_a_locked_logdir_exits_2_and_a_killed_holder_frees_it(tmp_path):
     first = subprocess.Popen(
         command(tmp_path, *FAST, '--run.steps', '1e7', '--run.save_every', '1'),
         stdout=subprocess.DEVNULL,
@@ -80,10 +80,9 @@ def test_second_run_on_a_locked_logdir_exits_2_and_a_killed_holder_is_stale(tmp_
     saved = newest(tmp_path)
     third = run(tmp_path, '--run.steps', str(step_of(saved) + 200))
     assert third.returncode == 0, output(third)
-    assert f'Removed the stale lock of pid {first.pid}' in third.stdout
     # The resume holds exactly the steps its checkpoint counted, not the chunks written later.
     assert f'Replay replay loaded {step_of(saved)} steps' in third.stdout, output(third)
-    assert not (tmp_path / 'lock').exists()
+    assert 'lock' not in third.stdout.lower()
 
 
 def test_failing_chunk_write_fails_the_save_and_keeps_the_previous_checkpoint(tmp_path):
