@@ -20,6 +20,13 @@ from . import curves as curveslib
 # Replay chunk files end in -<number of steps>.npz.
 CHUNK_LENGTH = re.compile(r'-(\d+)\.npz$')
 REPLAY_FOLDERS = ('replay', 'eval_replay', 'replay_eval')
+# The checkpoint entries that list the chunk files of each replay folder: `replay` of train,
+# `replay_train` and `replay_eval` of train_eval and of the parallel replay role.
+REPLAY_ENTRIES = {
+    'replay': ('replay', 'replay_train'),
+    'eval_replay': ('replay_eval',),
+    'replay_eval': ('replay_eval',),
+}
 # The agent's counters share a pickle with its parameters; a large model's file takes long to
 # read, so it is read only below this size unless --read-agent is given.
 AGENT_READ_LIMIT = 256 * 2**20
@@ -120,23 +127,74 @@ def checkpoints(logdir: pathlib.Path, read_agent: bool = False) -> list[dict]:
     return found
 
 
-def replay(logdir: pathlib.Path) -> list[dict]:
-    """Chunks, stored steps and bytes of each replay folder on disk."""
+def chunk_steps(names) -> int:
+    """The steps of chunk files, from the lengths their names end in."""
+    lengths = [CHUNK_LENGTH.search(name) for name in names]
+    return sum(int(m.group(1)) for m in lengths if m)
+
+
+def replay_listing(logdir: pathlib.Path, folder: str) -> dict | None:
+    """The chunk list of a replay folder in the newest complete checkpoint that has its entry.
+
+    None without such a checkpoint; `names` is None when the entry lists no chunks (written
+    by an earlier version, whose resume loads the newest files instead).
+    """
+    for directory in ckptlib.directories(logdir):
+        for ckpt in ckptlib.complete(directory)[:1]:
+            ckpt = pathlib.Path(ckpt)
+            for entry in REPLAY_ENTRIES[folder]:
+                if not (ckpt / f'{entry}.pkl').exists():
+                    continue
+                data = ckptlib.peek(ckpt, entry)
+                names = data.get('chunks') if isinstance(data, dict) else None
+                return dict(
+                    checkpoint=str(ckpt.relative_to(logdir)),
+                    stamp=ckpt.name,
+                    names=None if names is None else set(names),
+                )
+    return None
+
+
+def replay(logdir: pathlib.Path, config: dict | None = None) -> list[dict]:
+    """Chunks, steps and bytes of each replay folder on disk, and what its checkpoint lists.
+
+    A resume loads only the chunk files the checkpoint lists; `unlisted` counts the others,
+    split into those older than the checkpoint (evicted, or dropped when the replay was not
+    full) and those written after it.
+    """
+    config = config or {}
     result = []
     for name in REPLAY_FOLDERS:
         folder = logdir / name
         if not folder.is_dir():
             continue
         chunks = sorted(folder.glob('*.npz'))
-        lengths = [CHUNK_LENGTH.search(p.name) for p in chunks]
-        result.append(
-            dict(
-                folder=name,
-                chunks=len(chunks),
-                steps=sum(int(m.group(1)) for m in lengths if m),
-                bytes=sum(p.stat().st_size for p in chunks),
-            )
+        size = config.get('replay.size')
+        facts = dict(
+            folder=name,
+            chunks=len(chunks),
+            steps=chunk_steps(p.name for p in chunks),
+            bytes=sum(p.stat().st_size for p in chunks),
+            capacity=None if size is None else int(size if name == 'replay' else size / 10),
+            listed=None,
         )
+        result.append(facts)
+        listing = replay_listing(logdir, name)
+        if listing is None or listing['names'] is None:
+            facts['listed'] = listing and dict(checkpoint=listing['checkpoint'], chunks=None)
+            continue
+        names, stamp = listing['names'], listing['stamp']
+        disk = {p.name for p in chunks}
+        # Chunk names start with the time the chunk was started, in the format of the
+        # checkpoint folder names.
+        unlisted = sorted(disk - names)
+        older = [n for n in unlisted if n < stamp]
+        newer = [n for n in unlisted if n >= stamp]
+        missing = sorted(names - disk)
+        count = lambda group: dict(chunks=len(group), steps=chunk_steps(group))
+        facts['listed'] = dict(checkpoint=listing['checkpoint'], **count(names))
+        facts['unlisted'] = dict(older=count(older), newer=count(newer))
+        facts['missing'] = count(missing)
     return result
 
 
@@ -206,7 +264,7 @@ def inspect(logdir: pathlib.Path, read_agent: bool = False) -> dict:
         changes=config_changes(config),
         checkpoints=ckpts,
         progress=progress(logdir, config, ckpts, metrics),
-        replay=replay(logdir),
+        replay=replay(logdir, config),
         scores=scores(logdir),
         losses=losses(metrics),
         lock=lock_state(logdir),
@@ -277,10 +335,7 @@ def render(facts: dict) -> str:
         updates = f', about {updates:.0f} updates' if updates is not None and not exact else ''
         lines.append(f'Last metrics line: {p["logged_frames"]:.0f} env frames{updates}')
     for r in facts['replay']:
-        lines.append(
-            f'Replay ({r["folder"]}/): {r["steps"]} steps in {r["chunks"]} chunks, '
-            f'{size(r["bytes"])} on disk'
-        )
+        lines.extend(replay_lines(r))
     if not facts['replay']:
         lines.append('Replay: none on disk')
     for key, s in facts['scores'].items():
@@ -304,6 +359,49 @@ def render(facts: dict) -> str:
         lines.append(f"Other hosts' files: {', '.join(facts['processes'])}")
     lines.append(lock_line(facts['lock']))
     return '\n'.join(lines)
+
+
+def replay_lines(r: dict) -> list[str]:
+    """A replay folder's files and the steps its checkpoint lists, with what a resume skips."""
+    line = (
+        f'Replay ({r["folder"]}/): {r["steps"]} steps in {r["chunks"]} chunks, '
+        f'{size(r["bytes"])} on disk'
+    )
+    listed = r['listed']
+    if listed is None:
+        return [f'{line}; no checkpoint lists them yet']
+    if listed['chunks'] is None:
+        return [
+            f'{line}; the checkpoint {listed["checkpoint"]} lists no chunks (an earlier '
+            'version): a resume loads the newest files'
+        ]
+    older, newer, missing = r['unlisted']['older'], r['unlisted']['newer'], r['missing']
+    if not (older['chunks'] or newer['chunks'] or missing['chunks']):
+        return [f'{line}, all listed by the checkpoint {listed["checkpoint"]}']
+    lines = [
+        f'{line}; the checkpoint {listed["checkpoint"]} lists {listed["steps"]} steps in '
+        f'{listed["chunks"]} chunks, which a resume loads'
+    ]
+    unlisted = '  Not listed: {} chunk files ({} steps) {}'
+    if older['chunks']:
+        capacity = r['capacity']
+        if capacity is not None and listed['steps'] < capacity:
+            why = (
+                f'older than the checkpoint, although the replay holds fewer than its {capacity} '
+                'steps: left out of the list, a resume does not load them'
+            )
+        else:
+            why = 'older than the checkpoint: evicted once the replay was full'
+        lines.append(unlisted.format(older['chunks'], older['steps'], why))
+    if newer['chunks']:
+        why = 'written after the checkpoint, before the run stopped: a resume leaves them out'
+        lines.append(unlisted.format(newer['chunks'], newer['steps'], why))
+    if missing['chunks']:
+        lines.append(
+            f'  Missing: {missing["chunks"]} chunk files ({missing["steps"]} steps) the '
+            'checkpoint lists are not on disk'
+        )
+    return lines
 
 
 def lock_line(state: dict) -> str:

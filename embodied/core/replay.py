@@ -62,6 +62,11 @@ class Replay:
         self.nextid = 0
         self.current = {}  # worker -> uuid of the chunk being filled
         self.streams = {}  # worker -> deque of (uuid, index) not yet starting an item
+        # Ends of loaded streams that no worker continues yet: uuid of a stream's last chunk ->
+        # (its last length-1 positions, which start no item and each hold a chunk reference,
+        # whether a worker may continue it). Held so that a save lists them and a worker's next
+        # episode extends them into items.
+        self.tails = {}
         self.added = collections.defaultdict(int)  # worker -> steps added
         self.queue = collections.deque()  # online item ids
         self.ram = 0  # bytes of all chunk arrays
@@ -88,10 +93,8 @@ class Replay:
         step = {k: np.asarray(v) for k, v in step.items() if not k.startswith('log/')}
         with self.lock:
             if worker not in self.current:
-                chunk = self._newchunk()
-                self.current[worker] = chunk.uuid
-                self.refs[chunk.uuid] += 1
-                self.streams[worker] = collections.deque()
+                starts = 'is_first' not in step or bool(step['is_first'])
+                self._open(worker, starts)
             chunk = self.chunks[self.current[worker]]
             index = chunk.length
             step['stepid'] = chunklib.stepid(chunk.uuid, index)
@@ -272,7 +275,9 @@ class Replay:
         `data` is the entry `save` returned: when it lists chunk files, only those are loaded,
         so chunks written after that checkpoint (by a run that stopped before its next
         checkpoint completed) do not add steps the checkpoint never counted. Without a list
-        (older checkpoints), the newest files of the directory are loaded.
+        (older checkpoints), the newest files of the directory are loaded. The last length-1
+        steps of each loaded stream start no item; they stay held (and listed by the next save),
+        and the next worker that starts an episode continues the stream, so that they do.
         """
         listed = set(data['chunks']) if isinstance(data, dict) and 'chunks' in data else None
         directory = elements.Path(directory) if directory else self.directory
@@ -282,13 +287,14 @@ class Replay:
             amount = np.inf if self.capacity is None else self.capacity - len(self.items)
         with self.lock:
             known = set(self.chunks) | self.saved
-        files, unlisted = {}, []
+        files, unlisted, present = {}, [], set()
         for path in sorted(directory.glob('*.npz'), key=lambda p: p.name, reverse=True):
             try:
                 _, uuid, succ, length = chunklib.parse_filename(path)
             except ValueError as e:
                 elements.print(f'Replay {self.name} skips {path}: {e}', color='red')
                 continue
+            present.add(uuid)
             if listed is not None and path.name not in listed:
                 unlisted.append(path.name)
                 continue
@@ -328,13 +334,105 @@ class Replay:
                 for index in range(self._startable(chunk.uuid, info)):
                     self.refs[chunk.uuid] += 1
                     self._insert(chunk.uuid, index)
+            if self.length > 1:
+                self._settle_tails(loaded, present)
             for uuid in loaded:
                 self._release(uuid)
             items = len(self.items) - before
+            ends = [(len(p), ok) for p, ok in self.tails.values()]
         elements.print(
             f'Replay {self.name} loaded {steps} steps in {len(loaded)} chunks ({items} items) '
-            f'from {directory}.'
+            f'from {directory}.' + self._ends_note(ends)
         )
+
+    def _ends_note(self, ends):
+        """What happens to the steps at the ends of loaded streams, which start no item yet."""
+        if not ends:
+            return ''
+        steps = sum(n for n, _ in ends)
+        stuck = [n for n, ok in ends if not ok]
+        note = (
+            f' The last {steps} steps of {len(ends)} streams start no item yet (an item needs '
+            f'{self.length} steps); they are kept and start items once the next episodes '
+            'continue these streams.'
+        )
+        if stuck:
+            note += (
+                f' {sum(stuck)} steps of {len(stuck)} of these streams cannot be continued '
+                '(their successor file exists) and are kept until evicted.'
+            )
+        return note
+
+    def _open(self, worker, starts):
+        """Start a worker's stream; an episode start continues the oldest loaded stream end.
+
+        The new chunk takes the uuid that the end's file names as its successor, so that the
+        files on disk link up without being rewritten. A stream that starts mid-episode is not
+        joined to another stream's end: nothing would mark the boundary between the two.
+        """
+        joinable = [u for u, (_, ok) in self.tails.items() if ok] if starts else []
+        if not joinable:
+            chunk = self._newchunk()
+            self.current[worker] = chunk.uuid
+            self.refs[chunk.uuid] += 1
+            self.streams[worker] = collections.deque()
+            return
+        tail = min(joinable, key=lambda u: (self.chunks[u].time, str(u)))
+        positions, _ = self.tails.pop(tail)
+        chunk = self._newchunk(self.chunks[tail].succ)
+        self.current[worker] = chunk.uuid
+        self.refs[chunk.uuid] += 2  # the writer + the link from the stream's end
+        self.links.add(tail)
+        # The end's positions already hold their references; they start items as steps follow.
+        self.streams[worker] = collections.deque(positions)
+
+    def _settle_tails(self, loaded, present):
+        """Hold the ends of the loaded streams; earlier ends whose successors arrived start items.
+
+        `present` holds the uuids of the chunk files on disk, listed or not.
+        """
+        carried = set()  # positions of earlier ends that still start no item; refs held
+        for tail in list(self.tails):
+            if tail not in self.tails or self.chunks[tail].succ not in self.chunks:
+                continue
+            positions, _ = self.tails.pop(tail)
+            for uuid, index in positions:
+                if self._segments(uuid, index, self.length) is None:
+                    carried.add((uuid, index))
+                else:
+                    self._insert(uuid, index)
+        held = self.chunks
+        prev = {c.succ: c.uuid for c in held.values() if c.succ in held}
+        # A successor that has a file (unlisted or evicted) keeps its uuid: a new chunk under
+        # that uuid would repeat its step ids.
+        taken = present | self.saved
+        for chunk in sorted(loaded.values(), key=lambda c: (c.time, str(c.uuid))):
+            if chunk.uuid not in held or chunk.succ in held:
+                continue
+            positions, need, part = [], self.length - 1, chunk
+            while part is not None and need > 0:
+                take = min(need, part.length)
+                positions[:0] = [(part.uuid, i) for i in range(part.length - take, part.length)]
+                need -= take
+                part = held.get(prev.get(part.uuid))
+            for uuid, index in positions:
+                if (uuid, index) in carried:
+                    carried.discard((uuid, index))
+                else:
+                    self.refs[uuid] += 1
+            if positions:
+                ok = chunk.succ != chunklib.NOSUCC and chunk.succ not in taken
+                self.tails[chunk.uuid] = (positions, ok)
+        for uuid, _ in carried:
+            self._release(uuid)
+
+    def _drop_stale_tails(self, time):
+        """Release the stream ends no newer than an evicted item: the replay has moved past."""
+        for tail in list(self.tails):
+            if self.chunks[tail].time <= time:
+                positions, _ = self.tails.pop(tail)
+                for uuid, _ in positions:
+                    self._release(uuid)
 
     def _check_memory(self, stepbytes):
         """Warn once when a full replay would not fit into the available memory."""
@@ -375,9 +473,12 @@ class Replay:
         # the checkpoint, older ones were evicted before it.
         later = [name for name in unlisted if name > newest]
         if later:
+            steps = sum(chunklib.parse_filename(name)[3] for name in later)
+            # Earlier versions dropped the chunks of stream ends from the list as well.
             elements.print(
-                f'Replay {self.name} leaves out {len(later)} chunk files written after the '
-                'checkpoint it resumes from.'
+                f'Replay {self.name} leaves out {len(later)} chunk files ({steps} steps) newer '
+                'than the checkpoint it resumes from lists: written after the checkpoint, or '
+                'left out of its list by an earlier version.'
             )
 
     def _readchunk(self, path):
@@ -407,8 +508,8 @@ class Replay:
             color='red',
         )
 
-    def _newchunk(self):
-        chunk = chunklib.Chunk(self.chunksize)
+    def _newchunk(self, uuid=None):
+        chunk = chunklib.Chunk(self.chunksize, uuid)
         self.chunks[chunk.uuid] = chunk
         self.refs[chunk.uuid] = 0
         return chunk
@@ -444,6 +545,8 @@ class Replay:
         itemid = self.fifo.popleft()
         uuid, _ = self.items.pop(itemid)
         del self.selector[itemid]
+        if self.tails:
+            self._drop_stale_tails(self.chunks[uuid].time)
         self._release(uuid)
 
     def _release(self, uuid):

@@ -77,6 +77,14 @@ def assert_contiguous(x, length):
     assert np.all(x // WORKER == x[:, :1] // WORKER)
 
 
+def assert_contiguous_episodes(batch, length):
+    """Rows hold consecutive steps of one worker, except where a new episode begins."""
+    x = batch['x']
+    assert x.shape[1] == length
+    steps = np.diff(x, axis=1) == 1
+    assert np.all(steps | batch['is_first'][:, 1:]), x
+
+
 def test_exported_names():
     assert embodied.replay.Replay is Replay
     assert embodied.sampling.Uniform is sampling.Uniform
@@ -513,11 +521,13 @@ def test_partial_loads_link_chunks_and_free_them(saved):
     loaded.load()  # then older chunks, whose successors are already held
     assert first < len(loaded) <= 60
     assert_contiguous(all_items(loaded)['x'], 7)
-    # New data evicts all loaded items, and every loaded chunk is released with them.
+    # New data evicts all loaded items, and every loaded chunk is released with them: the end
+    # of a stream that worker 9 continues as well as the ends no worker continues.
     for index in range(80):
         loaded.add(make_step(9, index), worker=9)
-        assert_contiguous(loaded.sample(2)['x'], 7)
+        assert_contiguous_episodes(loaded.sample(2), 7)
     assert not files & set(loaded.chunks)
+    assert not loaded.tails
     assert len(loaded.chunks) <= (60 + 7) // 3 + 2
 
 
@@ -531,7 +541,8 @@ def test_loading_successors_later_keeps_chains_alive(saved, tmp_path):
     loaded = Replay(7, capacity=60, directory=directory, chunksize=3, selector=Cycle())
     loaded.load()  # older chunks whose successors are missing
     loaded.load(directory=newer)  # now the successors arrive
-    assert len(loaded) > 30
+    # Items that start at the ends of the older chunks start once their successors arrive.
+    assert len(loaded) == 3 * (25 - 7 + 1)
     # Evict items one by one; every remaining item must still resolve to all of its steps.
     for index in range(60 + 7):
         loaded.add(make_step(9, index), worker=9)
@@ -623,7 +634,7 @@ def test_load_with_an_entry_loads_only_the_listed_chunks(tmp_path, capsys):
     assert sum(c.length for c in loaded.chunks.values()) == 2 * 5
     assert len(loaded) == 2 * (5 - 2 + 1)
     out = capsys.readouterr().out
-    assert 'loaded 10 steps' in out and 'leaves out 2 chunk files written after' in out
+    assert 'loaded 10 steps' in out and 'leaves out 2 chunk files (6 steps) newer' in out
     # Without an entry (checkpoints of earlier versions), every file is loaded.
     everything = Replay(2, capacity=100, directory=tmp_path, chunksize=4, selector=Cycle())
     everything.load()
@@ -659,3 +670,74 @@ def test_damaged_chunk_of_a_folder_only_read_stays_in_place(saved, capsys):
     assert 'not moved out of a folder this replay only reads' in capsys.readouterr().out
     assert (directory / victim).exists() and not (directory / 'corrupt').exists()
     assert len(loaded) > 0
+
+
+def episode(replay, steps, workers, offset):
+    """Add a new episode of `steps` steps per worker, numbered on from `offset`."""
+    for index in range(offset, offset + steps):
+        for worker in range(workers):
+            replay.add({**make_step(worker, index), 'is_first': index == offset}, worker)
+
+
+def listed_steps(entry):
+    return sum(chunklib.parse_filename(name)[3] for name in entry['chunks'])
+
+
+def held_steps(replay):
+    return sum(chunk.length for chunk in replay.chunks.values())
+
+
+def resumed(directory, entry):
+    replay = Replay(5, capacity=500, directory=directory, chunksize=8, selector=Cycle())
+    replay.load(entry)
+    return replay
+
+
+def test_a_short_stretch_after_a_resume_stays_in_the_checkpoint(tmp_path, capsys):
+    first = Replay(5, capacity=500, directory=tmp_path, chunksize=8, selector=Cycle())
+    fill(first, 12, workers=2)
+    entry = first.save()
+    # A resumed run adds fewer steps per worker than an item holds, then saves.
+    second = resumed(tmp_path, entry)
+    assert 'The last 8 steps of 2 streams start no item yet' in capsys.readouterr().out
+    episode(second, 3, workers=2, offset=12)
+    entry = second.save()
+    assert listed_steps(entry) == 2 * 15
+    third = resumed(tmp_path, entry)
+    assert held_steps(third) == 2 * 15
+    # The short stretch continued the loaded streams: its steps start and end items.
+    assert len(third) == 2 * (15 - 5 + 1)
+    batch = all_items(third)
+    assert_contiguous_episodes(batch, 5)
+    steps = batch['x'] % WORKER
+    assert ((steps[:, 0] < 12) & (steps[:, -1] >= 12)).any()
+    assert listed_steps(third.save()) == 2 * 15
+
+
+def test_a_stream_starting_mid_episode_leaves_loaded_ends_alone(tmp_path):
+    first = Replay(5, capacity=500, directory=tmp_path, chunksize=8, selector=Cycle())
+    fill(first, 12, workers=2)
+    second = resumed(tmp_path, first.save())
+    ends = {second.chunks[tail].succ for tail in second.tails}
+    fill(second, 3, workers=1, offset=50)  # no is_first: nothing marks a boundary
+    assert second.current[0] not in ends and len(second.tails) == 2
+    assert len(second) == 2 * (12 - 5 + 1)
+    entry = second.save()
+    assert listed_steps(entry) == 2 * 12 + 3
+    assert held_steps(resumed(tmp_path, entry)) == 2 * 12 + 3
+
+
+def test_an_end_whose_successor_file_exists_is_not_continued(tmp_path, capsys):
+    replay = Replay(3, capacity=100, directory=tmp_path, chunksize=4, selector=Cycle())
+    fill(replay, 6, workers=2)
+    entry = replay.save()
+    fill(replay, 3, workers=2, offset=6)  # written after the checkpoint
+    replay.save()
+    loaded = Replay(3, capacity=100, directory=tmp_path, chunksize=4, selector=Cycle())
+    loaded.load(entry)
+    assert '4 steps of 2 of these streams cannot be continued' in capsys.readouterr().out
+    successors = {loaded.chunks[tail].succ for tail in loaded.tails}
+    episode(loaded, 1, workers=1, offset=6)
+    # A new chunk under an existing file's uuid would repeat that file's step ids.
+    assert loaded.current[0] not in successors and len(loaded.tails) == 2
+    assert listed_steps(loaded.save()) == 2 * 6 + 1

@@ -12,6 +12,9 @@ import pytest
 
 from dreamerv3 import main
 from dreamerv3.tools import inspect_logdir, plot, score
+from embodied.core import chunks as chunklib
+from embodied.core.replay import Replay
+from embodied.run import checkpoints as ckptlib
 from embodied.run import lock, train
 
 
@@ -146,3 +149,67 @@ def test_the_commands_run_from_the_command_line(logdir):
     for name in ('dreamerv3.plot', 'dreamerv3.score'):
         helped = helpers.tool(name, '--help')
         assert helped.returncode == 0 and 'usage' in helped.stdout, helped.stderr
+
+
+NONE = {'chunks': 0, 'steps': 0}
+
+
+def test_the_real_run_lists_every_chunk_on_disk(logdir):
+    (replay,) = inspect_json(logdir)['replay']
+    assert replay['listed']['chunks'] == replay['chunks']
+    assert replay['listed']['steps'] == replay['steps']
+    assert replay['unlisted'] == {'older': NONE, 'newer': NONE} and replay['missing'] == NONE
+    assert ', all listed by the checkpoint ckpt/' in command(inspect_logdir, logdir).stdout
+
+
+def test_a_chunk_the_checkpoint_does_not_list_is_flagged(logdir, tmp_path):
+    copy = tmp_path / 'dropped'
+    shutil.copytree(logdir, copy)
+    # A chunk started before the checkpoint but left out of its list.
+    chunk = chunklib.Chunk(8, time='20000101T000000F000000')
+    for index in range(3):
+        chunk.append({'x': np.int64(index)})
+    chunk.save(copy / 'replay')
+    (replay,) = inspect_json(copy)['replay']
+    assert replay['unlisted']['older'] == {'chunks': 1, 'steps': 3}
+    assert replay['steps'] == replay['listed']['steps'] + 3
+    text = command(inspect_logdir, copy).stdout
+    listed = replay['listed']['steps']
+    assert f'lists {listed} steps in {replay["listed"]["chunks"]} chunks' in text
+    assert 'Not listed: 1 chunk files (3 steps) older than the checkpoint, although' in text
+
+
+def replay_logdir(path):
+    """A logdir whose checkpoint lists 2 x 12 steps of a replay folder."""
+    replay = Replay(5, capacity=1000, directory=path / 'replay', chunksize=16)
+    for index in range(12):
+        for worker in range(2):
+            replay.add({'x': np.int64(index), 'is_first': index == 0}, worker)
+    checkpoint = ckptlib.Checkpoint(path / 'ckpt')
+    checkpoint.replay = replay
+    checkpoint.save()
+    return replay
+
+
+def test_chunks_written_after_the_checkpoint_and_missing_ones(tmp_path):
+    replay = replay_logdir(tmp_path)
+    for worker in range(2):
+        replay.add({'x': np.int64(12), 'is_first': False}, worker)
+    replay.save()  # chunk files of a run that stopped before its next checkpoint
+    (facts,) = inspect_logdir.replay(tmp_path, {'replay.size': 10})
+    assert facts['listed']['steps'] == 24 and facts['steps'] == 26
+    assert facts['unlisted'] == {'older': NONE, 'newer': {'chunks': 2, 'steps': 2}}
+    victim = sorted((tmp_path / 'replay').glob('*-12.npz'))[0]
+    victim.unlink()
+    (facts,) = inspect_logdir.replay(tmp_path, {'replay.size': 10})
+    assert facts['missing'] == {'chunks': 1, 'steps': 12}
+    text = '\n'.join(inspect_logdir.replay_lines(facts))
+    assert 'Not listed: 2 chunk files (2 steps) written after the checkpoint' in text
+    assert 'Missing: 1 chunk files (12 steps) the checkpoint lists' in text
+    # The replay is full (replay.size 10), so older unlisted files count as evicted.
+    old = chunklib.Chunk(8, time='20000101T000000F000000')
+    old.append({'x': np.int64(0), 'is_first': True})
+    old.save(tmp_path / 'replay')
+    (facts,) = inspect_logdir.replay(tmp_path, {'replay.size': 10})
+    lines = inspect_logdir.replay_lines(facts)
+    assert 'Not listed: 1 chunk files (1 steps) older than the checkpoint: evicted' in lines[1]
