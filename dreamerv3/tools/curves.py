@@ -19,6 +19,10 @@ import ruamel.yaml as yaml
 # Multi-host runs keep the other processes' files in these subfolders of process 0's logdir.
 PROCESS_FOLDER = re.compile(r'^process\d+$')
 REFERENCE_KEYS = ('task', 'method', 'seed', 'xs', 'ys')
+# Scripts whose logdirs hold evaluation episodes of a trained policy, not a training curve.
+EVAL_SCRIPTS = ('eval_only',)
+# Config keys in which seeds of one method differ; any other difference makes another method.
+RUN_IDENTITY = ('seed', 'logdir', 'task', 'replica', 'jax.process_id')
 
 
 class InputError(Exception):
@@ -37,6 +41,8 @@ class Curve:
     ys: np.ndarray
     budget: float | None  # environment frames of the whole run, when known
     source: str
+    evaluation: bool = False  # episodes of an eval_only logdir, not of training
+    progress: float | None = None  # environment frames the run reached, when its logdir says
 
 
 def input_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -47,9 +53,16 @@ def input_parser(prog: str, description: str) -> argparse.ArgumentParser:
         '--reference', nargs='+', default=[], metavar='FILE', help='published score files'
     )
     parser.add_argument(
-        '--method', help="label of the runs (default: each logdir's parent folder name)"
+        '--method',
+        help="label of the runs (default: each logdir's parent folder name, or its own name "
+        'where the runs of one parent folder differ in more than seed and task)',
     )
     parser.add_argument('--key', default='episode/score', help='the score in scores.jsonl')
+    parser.add_argument(
+        '--include_eval',
+        action='store_true',
+        help="also read evaluation logdirs (script: eval_only), as '<method> (eval)'",
+    )
     return parser
 
 
@@ -103,6 +116,18 @@ def parse_records(lines: list[str]) -> list[dict]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+def last_step(path: pathlib.Path, tail: int = 1 << 16) -> float | None:
+    """The step of the last record of a JSONL file (its tail only: metrics files grow large),
+    or None when it has none."""
+    if not path.exists():
+        return None
+    with path.open('rb') as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - tail))
+        lines = f.read().decode('utf-8', 'replace').splitlines()
+    steps = [r['step'] for r in parse_records(lines) if isinstance(r.get('step'), (int, float))]
+    return float(steps[-1]) if steps else None
 
 
 def step_series(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -164,9 +189,60 @@ def find_runs(paths: list[str]) -> list[pathlib.Path]:
     return runs
 
 
-def load_run(logdir: pathlib.Path, method: str | None = None, key='episode/score') -> Curve | None:
+def is_evaluation(config: dict) -> bool:
+    """Whether a run's config names a script that evaluates a policy instead of training it."""
+    return config.get('script') in EVAL_SCRIPTS
+
+
+def flat(config: dict, prefix: str = '') -> dict:
+    """A nested config as {dotted key: value}."""
+    result = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            result.update(flat(value, f'{prefix}{key}.'))
+        else:
+            result[f'{prefix}{key}'] = value
+    return result
+
+
+def setup(config: dict) -> str:
+    """What makes a run's method: its config without the keys in which seeds differ."""
+    kept = {k: v for k, v in flat(config).items() if k not in RUN_IDENTITY}
+    return json.dumps(kept, sort_keys=True, default=str)
+
+
+def own_name(logdir: pathlib.Path) -> str:
+    """A run's own folder name; a seed<i> run of a multi-seed logdir goes by that logdir's."""
+    is_seed = logdir.name.startswith('seed') and logdir.name[4:].isdigit()
+    return logdir.parent.name if is_seed and is_run(logdir.parent) else logdir.name
+
+
+def method_labels(logdirs: list[pathlib.Path], configs: dict) -> dict:
+    """{logdir: method}: the parent folder's name, or the run's own name where the runs of
+    that parent differ in more than seed and task.
+
+    A parent such as the default ~/logdir holds unrelated runs; its name says nothing about
+    them, while runs that differ only in seed are seeds of the method the folder names.
+    """
+    homes = {}
+    for logdir in logdirs:
+        homes.setdefault(logdir.resolve().parent, []).append(logdir)
+    labels = {}
+    for home, members in homes.items():
+        alike = len({setup(configs[m]) for m in members}) == 1
+        for member in members:
+            labels[member] = home.name if alike else own_name(member.resolve())
+    return labels
+
+
+def load_run(
+    logdir: pathlib.Path,
+    method: str | None = None,
+    key: str = 'episode/score',
+    config: dict | None = None,
+) -> Curve | None:
     """The score curve of one logdir, or None (with a message) when it has no scores yet."""
-    config = read_config(logdir)
+    config = read_config(logdir) if config is None else config
     xs, ys = step_series(read_jsonl(logdir / 'scores.jsonl'), key)
     if not len(xs):
         print(f'Skipping {logdir}: no {key} in scores.jsonl yet.')
@@ -183,17 +259,38 @@ def load_run(logdir: pathlib.Path, method: str | None = None, key='episode/score
         ys=ys,
         budget=budget,
         source=str(logdir),
+        evaluation=is_evaluation(config),
+        # The loop logs metrics at its last step, in env frames as scores.jsonl counts them.
+        progress=last_step(logdir / 'metrics.jsonl'),
     )
 
 
-def load_runs(paths: list[str], method: str | None = None, key='episode/score') -> list[Curve]:
-    """The score curves of every run found in `paths` that has scores."""
-    curves = []
+def load_runs(
+    paths: list[str],
+    method: str | None = None,
+    key: str = 'episode/score',
+    include_eval: bool = False,
+) -> list[Curve]:
+    """The score curves of every run found in `paths` that has scores; evaluation logdirs
+    only with `include_eval`, labelled '<method> (eval)' so they never join a training curve."""
+    configs, curves = {}, {}
     for logdir in find_runs(paths):
-        curve = load_run(logdir, method, key)
+        config = read_config(logdir)
+        if is_evaluation(config) and not include_eval:
+            print(
+                f'Skipping {logdir}: it holds evaluation episodes (script: '
+                f'{config["script"]}), not training; --include_eval adds it.'
+            )
+            continue
+        curve = load_run(logdir, method, key, config)
         if curve:
-            curves.append(curve)
-    return curves
+            configs[logdir], curves[logdir] = config, curve
+    # Labels depend on which runs are plotted together, so they come after loading.
+    labels = method_labels(list(curves), configs) if not method else {}
+    for logdir, curve in curves.items():
+        curve.method = method or labels[logdir]
+        curve.method += ' (eval)' if curve.evaluation else ''
+    return list(curves.values())
 
 
 def load_reference(path: str, suite: str | None = None) -> list[Curve]:
@@ -273,10 +370,11 @@ def load(
     method: str | None = None,
     key: str = 'episode/score',
     suite: str | None = None,
+    include_eval: bool = False,
 ) -> tuple[list[Curve], list[Curve]]:
     """The curves of the runs in `logdirs` and of the published files; exits 2 on bad input."""
     try:
-        runs = load_runs(logdirs, method, key)
+        runs = load_runs(logdirs, method, key, include_eval)
         published = load_references(references, suite)
     except InputError as e:
         fail(str(e))

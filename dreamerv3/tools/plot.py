@@ -5,8 +5,12 @@ usage: python -m dreamerv3.tools.plot LOGDIR ... --out plot.png [--reference FIL
 Each seed's scores are averaged into bins of a grid shared by all curves of a task; bins a
 seed skips inside its range are interpolated, bins past its last episode stay empty, so a run
 in progress contributes to the early bins only. The line is the mean over seeds, the shaded
-band their standard deviation (or min to max with --spread minmax). A resumed run's repeated
-steps count once, with the score written last (see `curves.step_series`).
+band their standard deviation (or min to max with --spread minmax); the legend gives each
+method's seed count. A resumed run's repeated steps count once, with the score written last
+(see `curves.step_series`).
+
+Curves of two benchmarks on one task (an Atari 100k run against the Atari 57 file) differ in
+budget and protocol, so the command refuses to draw them in one panel unless asked.
 """
 
 import argparse
@@ -27,6 +31,9 @@ SPREAD_TEXT = {
     'minmax': 'shaded: min to max across seeds',
     'none': '',
 }
+# Inches of one panel, and the font size of the legend.
+PANEL = (4.0, 3.0)
+LEGEND_FONT = 9
 
 
 def bin_curve(xs: np.ndarray, ys: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -101,8 +108,74 @@ def write_csv(rows: list[dict], path: pathlib.Path) -> None:
     temp.replace(path)
 
 
-def draw(rows: list[dict], path: pathlib.Path, kind: str, cols: int) -> None:
-    """One panel per task, one line with a shaded band per method, saved as an image."""
+def seed_counts(rows: list[dict]) -> dict:
+    """{method: sorted seed counts over its tasks}, each the most seeds any of its bins has."""
+    most = {}
+    for row in rows:
+        key = (row['method'], row['task'])
+        most[key] = max(most.get(key, 0), row['seeds'])
+    counts = {}
+    for (method, _), count in most.items():
+        counts.setdefault(method, set()).add(count)
+    return {method: sorted(found) for method, found in counts.items()}
+
+
+def legend_label(method: str, counts: list[int]) -> str:
+    """The method with its seeds, e.g. 'dreamerv3 (5 seeds)' or 'mine (one seed)'."""
+    if counts == [1]:
+        return f'{method} (one seed)'
+    if len(counts) == 1:
+        return f'{method} ({counts[0]} seeds)'
+    return f'{method} ({counts[0]}-{counts[-1]} seeds)'
+
+
+def caption(rows: list[dict], kind: str) -> str:
+    """What the band shows; with one seed per curve there is no spread to show."""
+    counts = [c for found in seed_counts(rows).values() for c in found]
+    if max(counts) == 1:
+        return 'one seed per curve: no spread across seeds'
+    if kind != 'none' and min(counts) == 1:
+        return f'{SPREAD_TEXT[kind]} (none for one seed)'
+    return SPREAD_TEXT[kind]
+
+
+def place_legend(fig, handles: list, labels: list[str]):
+    """A legend across the top of the figure in as many columns as fit its width; a label
+    wider than the figure widens the figure."""
+    renderer = fig.canvas.get_renderer()
+    for ncol in range(len(labels), 0, -1):
+        legend = fig.legend(
+            handles,
+            labels,
+            loc='upper center',
+            bbox_to_anchor=(0.5, 1.0),
+            ncol=ncol,
+            frameon=False,
+            fontsize=LEGEND_FONT,
+        )
+        width = legend.get_window_extent(renderer).width
+        if width <= 0.98 * fig.bbox.width or ncol == 1:
+            break
+        legend.remove()
+    if width > 0.98 * fig.bbox.width:
+        fig.set_figwidth(width / fig.dpi + 0.2)
+    return legend
+
+
+def palette(count: int) -> list:
+    """`count` distinct colours: tab10 or tab20 while they last, then samples of a colour map,
+    so that no two methods share a colour."""
+    import matplotlib.pyplot as plt
+
+    for name, size in (('tab10', 10), ('tab20', 20)):
+        if count <= size:
+            return [plt.get_cmap(name)(i) for i in range(count)]
+    return [plt.get_cmap('turbo')(i / (count - 1)) for i in range(count)]
+
+
+def figure(rows: list[dict], kind: str, cols: int):
+    """One panel per task, one line with a shaded band per method; the legend has a row of
+    its own above the panels, so it stays inside the figure at any number of methods."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -110,10 +183,12 @@ def draw(rows: list[dict], path: pathlib.Path, kind: str, cols: int) -> None:
 
     tasks = sorted({r['task'] for r in rows})
     methods = sorted({r['method'] for r in rows})
-    colors = {m: plt.get_cmap('tab10')(i % 10) for i, m in enumerate(methods)}
+    colors = dict(zip(methods, palette(len(methods))))
     cols = max(1, min(cols, len(tasks)))
     lines = math.ceil(len(tasks) / cols)
-    fig, axes = plt.subplots(lines, cols, figsize=(4 * cols, 3 * lines + 0.4), squeeze=False)
+    fig, axes = plt.subplots(
+        lines, cols, figsize=(PANEL[0] * cols, PANEL[1] * lines), squeeze=False
+    )
     for ax, task in zip(axes.flat, tasks):
         for method in methods:
             mine = [r for r in rows if r['task'] == task and r['method'] == method]
@@ -132,17 +207,52 @@ def draw(rows: list[dict], path: pathlib.Path, kind: str, cols: int) -> None:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(tasks) :]:
         ax.axis('off')
+    counts = seed_counts(rows)
     handles = [plt.Line2D([], [], color=colors[m], lw=2) for m in methods]
-    fig.legend(handles, methods, loc='upper center', ncol=min(len(methods), 4), frameon=False)
-    if SPREAD_TEXT[kind]:
-        fig.text(0.99, 0.005, SPREAD_TEXT[kind], ha='right', va='bottom', fontsize=8)
-    # Leave room above the panels for the legend, one line per four methods.
-    top = 1 - 0.3 * math.ceil(len(methods) / 4) / fig.get_figheight()
-    fig.tight_layout(rect=(0, 0.02, 1, top))
+    legend = place_legend(fig, handles, [legend_label(m, counts[m]) for m in methods])
+    text = caption(rows, kind)
+    if text:
+        fig.text(0.99, 0.005, text, ha='right', va='bottom', fontsize=8)
+    # Grow the figure by the legend's and caption's height rather than squeeze the panels.
+    top = legend.get_window_extent(fig.canvas.get_renderer()).height / fig.dpi + 0.1
+    bottom = 0.25 if text else 0.05
+    height = PANEL[1] * lines + top + bottom
+    fig.set_figheight(height)
+    fig.tight_layout(rect=(0, bottom / height, 1, 1 - top / height))
+    return fig
+
+
+def draw(rows: list[dict], path: pathlib.Path, kind: str, cols: int) -> None:
+    """The figure of the binned curves, saved to a temporary image and renamed."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(rows, kind, cols)
     temp = path.with_name(path.stem + '.tmp' + path.suffix)
-    fig.savefig(temp, dpi=100)
+    fig.savefig(temp, dpi=fig.dpi)
     plt.close(fig)
     temp.replace(path)
+
+
+def mix_check(curves: list[curveslib.Curve], mix: bool) -> None:
+    """Refuse curves of different benchmarks on one task unless `mix`; with it, name each
+    method's benchmark so that no curve of one joins a curve of the other."""
+    suites = {}
+    for curve in curves:
+        suites.setdefault(curve.task, {}).setdefault(curve.suite, set()).add(curve.method)
+    mixed = {task: by for task, by in sorted(suites.items()) if len(by) > 1}
+    if not mixed:
+        return
+    if not mix:
+        task, by = next(iter(mixed.items()))
+        names = ' and '.join(f'{s} ({", ".join(sorted(m))})' for s, m in sorted(by.items()))
+        more = f' (and {len(mixed) - 1} more tasks)' if len(mixed) > 1 else ''
+        curveslib.fail(
+            f'{task}{more} has curves of different benchmarks, {names}, whose budgets and '
+            "protocols differ; give score files of the runs' benchmark, or pass "
+            '--mix_benchmarks to draw them together.'
+        )
+    for curve in curves:
+        curve.method = f'{curve.method} [{curve.suite}]'
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -157,6 +267,12 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument('--spread', choices=SPREADS, default='std', help='band across seeds')
     parser.add_argument('--tasks', default='', help='regex: plot only the tasks it matches')
     parser.add_argument('--cols', type=int, default=4, help='panels per row')
+    parser.add_argument(
+        '--mix_benchmarks',
+        action='store_true',
+        help='draw curves of different benchmarks on one task together (e.g. an Atari 100k '
+        'run and the Atari 57 file), each method labelled with its benchmark',
+    )
     return parser.parse_args(argv)
 
 
@@ -183,8 +299,11 @@ def main(argv=None) -> None:
     out = pathlib.Path(args.out).expanduser()
     if not out.parent.is_dir():
         curveslib.fail(f"The folder of --out '{out}' does not exist; create it first.")
-    runs, published = curveslib.load(args.logdirs, args.reference, args.method, args.key)
+    runs, published = curveslib.load(
+        args.logdirs, args.reference, args.method, args.key, include_eval=args.include_eval
+    )
     curves = select(runs, published, args.tasks)
+    mix_check(curves, args.mix_benchmarks)
     print(f'Loaded {len(curves)} curves; binning on {args.bins} steps per task.')
     rows = binned(curves, args.bins, args.spread)
     if not rows:

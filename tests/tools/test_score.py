@@ -210,3 +210,54 @@ def test_published_seeds_stay_apart_from_runs_of_the_same_name(tmp_path):
     assert result.returncode == 0, result.stderr
     walker = summary['dmc']['tasks']['dmc_walker_walk']
     assert walker['tiny']['seeds'] == [50] and walker['tiny (published)']['score'] == 5
+
+
+def test_a_run_short_of_its_budget_is_named_in_words(tmp_path):
+    # Budget 1000 frames; the run stopped at 40, its last metrics record.
+    short = tmp_path / 'short' / 'walker'
+    write_run(short, 'dmc_walker_walk', 1000, [(10, 1.0), (30, 2.0)])
+    short.joinpath('metrics.jsonl').write_text('{"step": 20}\n{"step": 40}\n')
+    done = tmp_path / 'done' / 'walker'
+    write_run(done, 'dmc_walker_walk', 1000, [(500, 1.0), (990, 3.0)])
+    done.joinpath('metrics.jsonl').write_text('{"step": 500}\n{"step": 1000}\n')
+    result, summary = run_score(tmp_path / 'short', tmp_path / 'done', tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    walker = summary['dmc']['tasks']['dmc_walker_walk']
+    assert walker['short']['short'] == [[40, 1000]] and walker['short']['score'] == 2
+    assert walker['done']['short'] == [] and walker['done']['score'] == 3
+    assert '(1, ended at 4%)' in result.stdout
+    assert 'short on dmc_walker_walk: the run ended at 4% of its budget (40 of 1k' in result.stdout
+    assert 'done on' not in result.stdout
+
+
+def test_aggregates_compare_methods_on_shared_tasks_only(tmp_path):
+    # One game of ours against the four of the file: the rows compare pong alone.
+    write_run(tmp_path / 'mine' / 'a', 'atari100k_pong', 110000, [(392000, -3.05)], 4)
+    result, summary = run_score(
+        tmp_path / 'mine', '--reference', DATA / 'atari100k-tiny.json', tmp_path=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    entry = summary['atari100k']
+    assert entry['shared'] == 1
+    assert entry['aggregates']['tiny']['tasks'] == 1
+    assert entry['aggregates']['tiny']['mean'] == pytest.approx(-11.875)
+    assert entry['aggregates']['tiny']['normalised']['mean'] == pytest.approx(0.25)
+    own = entry['own_aggregates']
+    assert set(own) == {'tiny'} and own['tiny']['tasks'] == 4
+    assert own['tiny']['mean'] == pytest.approx(657.4 / 4)
+    assert 'mean over 1 shared task ' in result.stdout
+    assert 'tiny over all its 4 tasks (3 not shared)' in result.stdout
+
+
+def test_no_aggregate_when_methods_share_no_task(tmp_path):
+    write_run(tmp_path / 'mine' / 'a', 'dmc_cheetah_run', 1000, [(1000, 50.0)])
+    result, summary = run_score(
+        tmp_path / 'mine', '--reference', DATA / 'dmc-tiny.json', tmp_path=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    entry = summary['dmc']
+    assert entry['shared'] == 0 and entry['aggregates'] == {}
+    assert set(entry['own_aggregates']) == {'mine', 'tiny'}
+    assert 'mean over tasks' not in result.stdout and 'shared task' not in result.stdout
+    assert 'no aggregate compares them' in result.stdout
+    assert 'mine over all its 1 task: mean 50.' in result.stdout
