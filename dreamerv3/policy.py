@@ -5,7 +5,8 @@
     act = policy(obs)
 
 The run's `config.yaml` rebuilds the agent; its latest checkpoint (or the checkpoint folder
-given) provides the weights. No logger, replay or driver is involved.
+given) provides the weights. No logger, replay or driver is involved. Logdirs of the reference
+implementation (danijar/dreamerv3) load as well.
 """
 
 import os
@@ -56,7 +57,7 @@ def load_policy(
     path = os.path.expanduser(str(path))
     folder = checkpoints.resolve(path)
     logdir = find_logdir(path)
-    config = elements.Config.load(logdir / 'config.yaml')
+    config = saved_config(logdir)
     if config.random_agent:
         raise checkpoints.CheckpointError(
             f"The run in '{logdir}' used --random_agent True and has no trained policy to load."
@@ -70,6 +71,17 @@ def load_policy(
     # Given a logdir, this falls back to an older checkpoint when the newest does not verify.
     checkpoints.load_agent(agent, path)
     return Policy(agent, config, folder, batch, mode)
+
+
+def saved_config(logdir) -> elements.Config:
+    """The config.yaml of a run, with the defaults for keys it lacks."""
+    from . import config as configlib
+
+    saved = elements.Config.load(elements.Path(logdir) / 'config.yaml')
+    # Runs of the reference implementation (danijar/dreamerv3) and of earlier versions lack
+    # the newer keys, none of which changes the model.
+    defaults = elements.Config(configlib.load_presets()['defaults'])
+    return elements.Config({**defaults.flat, **saved.flat})
 
 
 def find_logdir(path) -> elements.Path:

@@ -3,12 +3,19 @@
 import io
 import os
 import pathlib
+import re
 
 import elements
 import numpy as np
 
 # The all-zero id marks "no successor yet".
 NOSUCC = elements.UUID(0)
+# Suffix of a file while it is written; the finished file is renamed to drop it.
+TEMPORARY = '.tmp'
+# A chunk file whose write never finished: <time>-<uuid>-<succ>-<length>.npz.tmp.
+TEMPORARY_CHUNK = re.compile(
+    r'^\d{8}T\d{6}(F\d{6})?-[0-9A-Za-z]+-[0-9A-Za-z]+-\d+\.npz' + re.escape(TEMPORARY) + '$'
+)
 
 
 def stepid(uuid, index):
@@ -45,6 +52,21 @@ def sync_directory(directory):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_temporary(directory) -> int:
+    """Delete the chunk files of writes a killed process left in `directory`; how many."""
+    if '://' in str(directory) or not os.path.isdir(str(directory)):
+        return 0  # Remote folders are written in one request and leave no temporary files.
+    with os.scandir(str(directory)) as entries:
+        leftovers = [
+            e.path
+            for e in entries
+            if TEMPORARY_CHUNK.match(e.name) and e.is_file(follow_symlinks=False)
+        ]
+    for path in leftovers:
+        os.remove(path)
+    return len(leftovers)
 
 
 class Chunk:
@@ -111,7 +133,7 @@ class Chunk:
         if '://' not in str(path):
             # Write to a name that the *.npz glob ignores, then rename: readers never see a
             # half-written chunk, even when the process dies while saving.
-            tmp = f'{path}.tmp'
+            tmp = f'{path}{TEMPORARY}'
             try:
                 with open(tmp, 'wb') as f:
                     np.savez_compressed(f, **arrays)

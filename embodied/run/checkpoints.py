@@ -6,8 +6,13 @@ The layout is the one `elements.Checkpoint` writes, so logdirs of earlier versio
     <directory>/latest             name of the newest complete checkpoint
     <directory>/<time>/<name>.pkl  one pickle per saveable (<name>-0000.pkl ... for generators)
     <directory>/<time>/done        written last; JSON with the size and SHA-256 of every file
-                                   (empty in checkpoints of earlier versions)
-    <directory>/corrupt/<time>/    checkpoints that failed verification and were skipped
+    <directory>/corrupt/<time>/    checkpoints that failed verification or whose save was cut
+                                   off (no `done`), set aside instead of loaded or pruned
+
+Only a `done` whose checksums verify loads. `elements.Checkpoint` (earlier versions of this
+project) writes an empty `done`, which cannot be told apart from a damaged one and does not
+load; writing `{"format": 0}` into it declares the older format, checked only by unpickling.
+A folder is deleted only by pruning after a save, once the checkpoint just written is newer.
 
 This module writes checkpoints itself instead of using `elements.Checkpoint`, which never calls
 fsync (after a power loss a `done` marker can stand next to empty files), records no checksums,
@@ -28,10 +33,20 @@ import threading
 
 import elements
 
+from ..core import chunks as chunklib
 from ..core.chunks import sync_directory
+from . import reference_checkpoint
 
-# Version of the `done` file's content; a `done` without content predates checksums.
+# Version of the `done` file's content. Format 0, without checksums, is the one of
+# elements.Checkpoint; its empty `done` must declare it to load.
 FORMAT = 1
+OLDER_FORMAT = '{"format": 0}'
+# Why a folder without `done` is not loaded, and why one with an empty `done` is not.
+CUT_OFF = 'it has no done marker, its save was cut off, so its files cannot be verified'
+EMPTY = (
+    'its done marker is empty, so its files cannot be verified (a save that was cut off, or '
+    'one of an earlier version without checksums)'
+)
 # Folders are named by the time of the save (elements.timestamp): 20261201T090255F244123.
 STAMP = re.compile(r'^\d{8}T\d{6}(F\d{6})?$')
 # The checkpoint directories of a logdir: `ckpt` of the single-process scripts, and one per
@@ -49,6 +64,10 @@ class SaveFailed(CheckpointError):
 
 class Corrupt(Exception):
     """A checkpoint folder whose files do not verify; the message names the file and why."""
+
+
+class Unverifiable(Corrupt):
+    """A checkpoint folder whose `done` marker is empty: cut off, or of the older format."""
 
 
 class Checkpoint:
@@ -95,7 +114,6 @@ class Checkpoint:
         """
         folder = self._directory / elements.timestamp(millis=True)
         previous = self.latest()
-        elements.print(f'Saving checkpoint: {folder}')
         try:
             write(folder, {k: v.save for k, v in self._saveables.items()})
         except OSError as e:
@@ -120,22 +138,30 @@ class Checkpoint:
         except OSError as e:
             # The checkpoint is complete: loading finds it by its done marker, not by `latest`.
             elements.print(f'Could not update latest or prune old checkpoints: {e}', color='red')
-        print('Saved checkpoint.')
+        print(f'Saved checkpoint: {folder}')
         return folder
 
     @elements.timer.section('checkpoint_load')
     def load(self):
-        """Load the newest checkpoint that verifies; damaged newer ones move to `corrupt/`."""
-        folders = complete(self._directory)
-        if not folders:
+        """Load the newest checkpoint that verifies; newer damaged or cut off ones are set aside."""
+        found = complete(self._directory)
+        if not found:
             raise CheckpointError(f"No complete checkpoint found in '{self._directory}'.")
-        folder, data, skipped = read_newest(folders, list(self._saveables))
-        if skipped:
+        folder, data, skipped = read_newest(found, list(self._saveables))
+        cutoff = [p for p in unfinished(self._directory) if p.name > folder.name]
+        for p in cutoff:
+            elements.print(f'Skipping the checkpoint {p}: {CUT_OFF}.', color='red')
+        if skipped or cutoff:
             # Out of the way, so they are not pruned as kept checkpoints or tried again.
+            for bad in [bad for bad, _ in skipped] + cutoff:
+                moved = _set_aside(self._directory, bad)
+                if any(bad == p and reason == EMPTY for p, reason in skipped):
+                    elements.print(
+                        f'If an earlier version wrote {moved}, move it back to '
+                        f"{self._directory} and write {OLDER_FORMAT} into its 'done' to load it.",
+                        color='red',
+                    )
             corrupt = self._directory / 'corrupt'
-            corrupt.mkdir()
-            for bad, _ in skipped:
-                os.replace(str(bad), str(corrupt / bad.name))
             elements.print(f'Moved the skipped checkpoints to {corrupt}.', color='red')
             _write_atomic(self._directory / 'latest', folder.name.encode())
         elements.print(f'Loading checkpoint: {folder}')
@@ -145,25 +171,76 @@ class Checkpoint:
         return folder
 
     def load_or_save(self):
-        """Resume from the newest verifying checkpoint, or save the first one if none exists."""
+        """Resume from the newest verifying checkpoint, or save the first one if none exists.
+
+        Temporary files that a killed write left in the checkpoint directory and in the folders
+        of the saveables (a replay's `directory`) are removed first.
+        """
+        self.remove_temporary()
         if self.latest():
             print('Found existing checkpoint.')
             return self.load()
         print('Did not find any checkpoint.')
         return self.save()
 
+    def remove_temporary(self) -> int:
+        """Delete the temporary files of interrupted writes, printing how many per folder."""
+        total = 0
+        found = [(self._directory, remove_temporary(self._directory))]
+        for saveable in self._saveables.values():
+            # Saveables that keep files of their own (replays) name their folder `directory`.
+            folder = getattr(saveable, 'directory', None)
+            if isinstance(folder, (str, os.PathLike, elements.Path)) and str(folder):
+                found.append((folder, chunklib.remove_temporary(folder)))
+        for folder, count in found:
+            if count:
+                files = 'file' if count == 1 else 'files'
+                print(f'Removed {count} temporary {files} of an interrupted write in {folder}.')
+            total += count
+        return total
+
     def _cleanup(self, newest):
-        """Delete complete checkpoints beyond `keep` and incomplete folders older than `newest`."""
-        keep = {p.name for p in complete(self._directory)[: self._keep]}
-        for entry in self._directory.glob('*'):
-            if entry.name in ('latest', 'corrupt') or entry.name in keep or not entry.isdir():
+        """Prune the folders older than `newest`, the checkpoint this process just wrote.
+
+        Complete ones beyond `keep` and cut off ones older than a complete checkpoint are
+        deleted. A cut off folder newer than every other complete checkpoint holds a save that
+        was never loaded (its files may be intact): it is set aside, never deleted.
+        """
+        names = [p.name for p in complete(self._directory)]
+        keep = set(names[: self._keep])
+        previous = next((n for n in names if n < newest.name), None)
+        for entry in folders(self._directory):
+            if entry.name in keep or entry.name >= newest.name:
                 continue
-            if entry.name < newest.name:
-                # The marker goes first: a process killed while deleting leaves an incomplete
-                # folder, which is never loaded and is pruned by the next save.
-                if (entry / 'done').exists():
-                    (entry / 'done').remove()
-                entry.remove(recursive=True)
+            if not is_complete(entry) and (previous is None or entry.name > previous):
+                moved = _set_aside(self._directory, entry)
+                elements.print(f'Moved the checkpoint {entry} to {moved}: {CUT_OFF}.', color='red')
+                continue
+            # The marker goes first: a process killed while deleting leaves a folder without
+            # one, older than a complete checkpoint, which the next save deletes.
+            if (entry / 'done').exists():
+                (entry / 'done').remove()
+            entry.remove(recursive=True)
+
+
+def unfinished(directory) -> list:
+    """Checkpoint folders without a `done` marker (a save cut off, or pruning), newest first."""
+    return [p for p in reversed(folders(directory)) if not is_complete(p)]
+
+
+def remove_temporary(directory) -> int:
+    """Delete `latest` and `done` files of a killed write in a checkpoint directory; how many."""
+    directory = elements.Path(directory)
+    if '://' in str(directory) or not directory.isdir():
+        return 0
+    leftovers = [directory / f'latest{chunklib.TEMPORARY}']
+    leftovers += [p / f'done{chunklib.TEMPORARY}' for p in folders(directory)]
+    removed = 0
+    for path in leftovers:
+        if os.path.isfile(str(path)):
+            os.remove(str(path))
+            removed += 1
+    return removed
 
 
 def complete(directory):
@@ -248,17 +325,50 @@ def write(folder, savefns):
     _write_atomic(folder / 'done', marker.encode())
 
 
-def read(folder, names):
-    """Verify and unpickle the saveables `names` of one folder; raises Corrupt or KeyError."""
-    folder = elements.Path(folder)
+def checksums(folder) -> dict | None:
+    """The recorded {file: {bytes, sha256}} of a folder's `done`; None if it declares format 0.
+
+    Raises Unverifiable for an empty marker and Corrupt for an unreadable or damaged one.
+    """
     try:
-        marker = (folder / 'done').read_bytes()
+        marker = (elements.Path(folder) / 'done').read_bytes()
     except OSError as e:
         raise Corrupt(f'its done marker cannot be read ({e})') from e
+    if not marker.strip():
+        raise Unverifiable(EMPTY)
     try:
-        sums = json.loads(marker)['files'] if marker.strip() else None
-    except (ValueError, KeyError, TypeError) as e:
+        content = json.loads(marker)
+    except ValueError as e:
         raise Corrupt(f'its done marker is damaged ({e})') from e
+    if not isinstance(content, dict):
+        raise Corrupt('its done marker is damaged (not a JSON object)')
+    if 'files' in content:
+        if not isinstance(content['files'], dict):
+            raise Corrupt('its done marker is damaged (its files are not a mapping)')
+        return content['files']
+    version = content.get('format')
+    if version == 0 and not isinstance(version, bool):
+        return None
+    raise Corrupt(f'its done marker lists no checksums and does not declare {OLDER_FORMAT}')
+
+
+def read(folder, names, trust_empty=False):
+    """Verify and unpickle the saveables `names` of one folder; raises Corrupt or KeyError.
+
+    With `trust_empty`, a folder with an empty `done` (written by an earlier version or by the
+    reference implementation) loads too, checked only by unpickling, with a note.
+    """
+    folder = elements.Path(folder)
+    try:
+        sums = checksums(folder)
+    except Unverifiable:
+        if not trust_empty:
+            raise
+        print(
+            f'Note: {folder} has an empty done marker (written by an earlier version or by the '
+            'reference implementation), so its files are checked only by unpickling.'
+        )
+        sums = None
     present = {p.name for p in folder.glob('*')}
     if sums is not None:
         missing = sorted(set(sums) - present)
@@ -276,15 +386,21 @@ def read(folder, names):
     return data
 
 
-def read_newest(folders, names):
+def read_newest(folders, names, trust_empty=False):
     """(folder, data, skipped) of the first of `folders` that verifies; CheckpointError if none.
 
     `skipped` lists (folder, reason) of the newer ones that did not verify; each is printed.
+    `trust_empty` is passed to `read`.
     """
-    skipped = []
+    skipped, unverifiable = [], []
     for folder in folders:
         try:
-            data = read(folder, names)
+            data = read(folder, names, trust_empty)
+        except Unverifiable as e:
+            elements.print(f'Skipping the checkpoint {folder}: {e}.', color='red')
+            skipped.append((folder, str(e)))
+            unverifiable.append(folder)
+            continue
         except Corrupt as e:
             elements.print(f'Skipping the checkpoint {folder}: {e}.', color='red')
             skipped.append((folder, str(e)))
@@ -299,9 +415,17 @@ def read_newest(folders, names):
             elements.print(f'Resuming from the older checkpoint {folder}.', color='yellow')
         return folder, data, skipped
     reasons = '; '.join(f"'{folder}': {reason}" for folder, reason in skipped)
+    older = ''
+    if unverifiable:
+        # The usual case: a logdir of an earlier version, whose done markers are all empty.
+        older = (
+            f'If an earlier version wrote {unverifiable[0]} and you trust its files, declare '
+            f"its format and run the same command again: echo '{OLDER_FORMAT}' > "
+            f"'{unverifiable[0] / 'done'}' (it is then checked only by unpickling). "
+        )
     raise CheckpointError(
-        f'No checkpoint can be loaded, every one is damaged ({reasons}). The checkpoints were '
-        'left as they are. To start this logdir again from scratch (its replay chunks and '
+        f'No checkpoint can be loaded, none verifies ({reasons}). The checkpoints were '
+        f'left as they are. {older}To start this logdir again from scratch (its replay chunks and '
         f"metrics are kept), move the checkpoints away, e.g. 'mv {folders[0].parent} "
         f"{folders[0].parent}.damaged', and run the same command again; or pass a checkpoint "
         'of another run with --run.from_checkpoint and a new --logdir.'
@@ -329,12 +453,22 @@ def resolve(path):
 
 
 def load_agent(agent, path, regex=''):
-    """Load only the agent's parameters from another run's checkpoint (the newest that verifies)."""
-    folder, data, _ = read_newest(candidates(path), ['agent'])
+    """Load only the agent's parameters from another run's checkpoint (the newest that verifies).
+
+    Checkpoints of the reference implementation (danijar/dreamerv3) load too, although their
+    `done` is empty: their entries are renamed to this agent's names first.
+    """
+    # A checkpoint the user names explicitly may come from an earlier version or from the
+    # reference implementation, whose done markers are empty.
+    folder, data, _ = read_newest(candidates(path), ['agent'], trust_empty=True)
     print(f'Loading agent parameters from {folder}' + (f' matching {regex!r}' if regex else ''))
+    state = data['agent']
+    expected = getattr(agent, 'params', None)
     loadfn = functools.partial(agent.load, regex=regex) if regex else agent.load
     try:
-        loadfn(data['agent'])
+        if isinstance(expected, dict):
+            state = reference_checkpoint.adapt(state, expected, regex, str(folder))
+        loadfn(state)
     except ValueError as e:
         raise CheckpointError(str(e)) from e
     except (TypeError, AttributeError, KeyError) as e:
@@ -399,6 +533,8 @@ def _read_file(folder, name, sums):
         if name not in sums:
             raise Corrupt(f'{name} is not listed in its done marker')
         expected = sums[name]
+        if not isinstance(expected, dict) or not {'bytes', 'sha256'} <= set(expected):
+            raise Corrupt(f'its done marker is damaged (no size and checksum for {name})')
         if len(buffer) != expected['bytes']:
             raise Corrupt(f'{name} has {len(buffer)} bytes instead of {expected["bytes"]}')
         if hashlib.sha256(buffer).hexdigest() != expected['sha256']:
@@ -415,13 +551,30 @@ def _write_atomic(path, content):
     if '://' in str(path):
         path.write_bytes(content)
         return
-    tmp = f'{path}.tmp'
-    with open(tmp, 'wb') as f:
-        f.write(content)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, str(path))
+    tmp = f'{path}{chunklib.TEMPORARY}'
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, str(path))
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     sync_directory(path.parent)
+
+
+def _set_aside(directory, folder):
+    """Move a folder that must not load or be pruned to `<directory>/corrupt/`; its new path."""
+    corrupt = elements.Path(directory) / 'corrupt'
+    corrupt.mkdir()
+    target, index = corrupt / folder.name, 1
+    while target.exists():
+        # A folder of the same name was set aside before; keep both.
+        target, index = corrupt / f'{folder.name}-{index}', index + 1
+    os.replace(str(folder), str(target))
+    return target
 
 
 def _remove(folder):
