@@ -225,6 +225,14 @@ def _check_choice(name, value, choices):
         raise ValueError(f'Atari option {name}={value!r} is not one of {choices}.')
 
 
+def games(task: str = '') -> list[str]:
+    """The games there are ROMs for: those in ALE_ROM_PATH when set, else those of ale-py."""
+    directory = os.environ.get('ALE_ROM_PATH')
+    if directory:
+        return sorted(f[: -len('.bin')] for f in os.listdir(directory) if f.endswith('.bin'))
+    return list(registry.require('atari', 'ale_py.roms').get_all_rom_ids())
+
+
 def _rom_path(name):
     directory = os.environ.get('ALE_ROM_PATH')
     if directory:

@@ -240,6 +240,13 @@ def _is_obs_info_pair(result, obs_space):
     return 'Tuple' not in _names(obs_space)
 
 
+def known_ids(task: str) -> list[str] | None:
+    """The registered gymnasium ids; None for a task that names a module, which may add more."""
+    if ':' in task:
+        return None
+    return list(registry.require('gym', 'gymnasium').registry)
+
+
 def make_gym(task: str, obs_key='image', act_key='action', seed=None, **kwargs):
     """The `gym` suite: a gymnasium id, `<module>:<id>` or an entry point `<module>:<Class>`."""
     adapter = dict(obs_key=obs_key, act_key=act_key, seed=seed)

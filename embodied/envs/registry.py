@@ -9,6 +9,7 @@ install, never an import failure at start.
 """
 
 import dataclasses
+import difflib
 import importlib
 import importlib.util
 import os
@@ -38,6 +39,9 @@ class Suite:
     mujoco: bool = False
     # 'module:name' of the pure JAX form (a JaxEnv) of a JAX-native suite, for train_device.
     jax: str = ''
+    # 'module:name' of a function(name) giving the task names the suite's library knows, so
+    # that a misspelt task fails at start with the closest ones (None: it cannot tell).
+    names: str = ''
 
 
 DMC_HINT = (
@@ -48,15 +52,24 @@ DMC_HINT = (
 
 SUITES = {
     'dummy': Suite('embodied.envs.dummy:Dummy', tasks=('disc',)),
-    'gym': Suite('embodied.envs.from_gym:make_gym', ('gymnasium',), 'gym'),
+    'gym': Suite(
+        'embodied.envs.from_gym:make_gym',
+        ('gymnasium',),
+        'gym',
+        names='embodied.envs.from_gym:known_ids',
+    ),
     'custom': Suite('embodied.envs.custom:make_custom'),
     'dm': Suite('embodied.envs.from_dm:FromDM', ('dm_env',), 'dm'),
     'crafter': Suite('embodied.envs.crafter:Crafter', ('crafter',), 'crafter'),
     'dmc': Suite(
         'embodied.envs.dmc:DMC', ('mujoco', 'dm_control'), 'dmc', hint=DMC_HINT, mujoco=True
     ),
-    'atari': Suite('embodied.envs.atari:Atari', ('ale_py',), 'atari'),
-    'atari100k': Suite('embodied.envs.atari:Atari', ('ale_py',), 'atari'),
+    'atari': Suite(
+        'embodied.envs.atari:Atari', ('ale_py',), 'atari', names='embodied.envs.atari:games'
+    ),
+    'atari100k': Suite(
+        'embodied.envs.atari:Atari', ('ale_py',), 'atari', names='embodied.envs.atari:games'
+    ),
     'dmlab': Suite(
         'embodied.envs.dmlab:DMLab',
         ('deepmind_lab',),
@@ -223,6 +236,22 @@ def check_task(task: str) -> None:
     if allowed and name not in allowed:
         names = ', '.join(f'{suite}_{x}' for x in allowed)
         raise SetupError(f"Unknown task '{task}'. The {suite} suite has: {names}.")
+    if SUITES[suite].names:
+        module, function = SUITES[suite].names.split(':')
+        known = getattr(importlib.import_module(module), function)(name)
+        if known is not None and name not in known:
+            raise SetupError(unknown_task(suite, name, known))
+
+
+def unknown_task(suite: str, name: str, known: list) -> str:
+    """The message for a task name the suite's library does not know, with the closest ones."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if close:
+        hint = 'Did you mean ' + ' or '.join(f'{suite}_{x}' for x in close) + '?'
+    else:
+        shown = ', '.join(f'{suite}_{x}' for x in sorted(known)[:20])
+        hint = f'It knows {len(known)} tasks, e.g. {shown}.'
+    return f"Unknown task '{suite}_{name}'. {hint}"
 
 
 def env_seed(seed: int, index: int) -> int:

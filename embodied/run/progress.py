@@ -12,6 +12,10 @@ import time
 import tqdm
 from tqdm.contrib import DummyTqdmFile
 
+# A total of at least this many steps means "no limit" (the default `run.steps` is 1e10; the
+# longest published DreamerV3 runs take 1e8): no percentage and no time left are shown.
+UNBOUNDED = 10**9
+
 
 class Progress:
     """Progress of a loop that counts `unit` from `start` to `total`.
@@ -46,7 +50,7 @@ class Progress:
             # tqdm draws nothing on a terminal that reports no size (0 columns and rows).
             sized = width(self.out) > 0
             self.bar = tqdm.tqdm(
-                total=self.total,
+                total=None if self.total >= UNBOUNDED else self.total,
                 initial=int(start),
                 unit=f' {unit}',
                 unit_scale=True,
@@ -98,14 +102,18 @@ class Progress:
 
     def line(self) -> str:
         """Every field in one short line."""
-        percent = 100 * self.step / self.total if self.total else 100.0
-        parts = [f'{self.unit.capitalize()} {self.step:,} / {self.total:,} ({percent:.1f}%)']
+        unit = self.unit.capitalize()
+        if self.total >= UNBOUNDED:
+            parts = [f'{unit} {self.step:,} (no step limit)']
+        else:
+            percent = 100 * self.step / self.total if self.total else 100.0
+            parts = [f'{unit} {self.step:,} / {self.total:,} ({percent:.1f}%)']
         steps_per_s, updates_per_s = self.rates
         if steps_per_s is not None:
             parts.append(f'{steps_per_s:.1f} {self.unit}/s')
         if updates_per_s is not None and self.unit != 'updates':
             parts.append(f'{updates_per_s:.2f} updates/s')
-        if steps_per_s:
+        if steps_per_s and self.total < UNBOUNDED:
             left = max(0, self.total - self.step) / steps_per_s
             parts.append(f'ETA {eta(left)}')
         if self.score is not None:

@@ -47,6 +47,19 @@ def test_updates_are_the_unit_of_offline_training(monkeypatch):
     assert bar.line() == 'Updates 20 / 100 (20.0%) | 5.0 updates/s | ETA 0:00:16'
 
 
+def test_no_limit_shows_no_percentage_and_no_time_left(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(progress.time, 'monotonic', lambda: now[0])
+    bar = progress.Progress(int(1e10), 0, interactive=False, out=io.StringIO())
+    bar.update(0, updates=0)
+    now[0] += 2
+    bar.update(100, updates=4)
+    assert bar.line() == 'Env steps 100 (no step limit) | 50.0 env steps/s | 2.00 updates/s'
+    terminal = progress.Progress(int(1e10), 0, interactive=True, out=io.StringIO())
+    assert terminal.bar.total is None
+    terminal.close()
+
+
 def test_log_file_gets_short_lines_and_the_block_on_request(tmp_path):
     result = cli(tmp_path / 'plain', *FLAGS)
     assert result.returncode == 0, output(result)
