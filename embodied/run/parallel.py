@@ -74,6 +74,8 @@ def parallel(config: elements.Config, make_agent) -> None:
     workers = []
     try:
         with interrupt.Interrupt(callback=lambda signum: quit_.arm(ending)):
+            # The roles save on a signal from here on, so it no longer ends the process at once.
+            interrupt.started()
             bind = functools.partial
             workers.append(portal.Process(bind(logger_role.run, config), name='logger'))
             if not config.run.remote_replay:
@@ -240,14 +242,19 @@ def kill(workers, timeout: float = REAP_TIMEOUT) -> None:
 
     portal kills each worker's process tree. The process ids are taken first, because a killed
     worker's children can no longer be found from it; any of them still alive afterwards (e.g.
-    when a kill raised) is killed again here.
+    when a kill raised) is killed again here. A thread worker only loses its child processes:
+    an exception injected into it can land anywhere, even in a garbage-collection callback of
+    JAX that prints it as a traceback, and the callers end the process right after anyway.
     """
     running = [w for w in workers if w.started and w.exitcode is None]
+    threads = [w for w in running if isinstance(w, portal.Thread)]
     procs = [w for w in running if isinstance(w, portal.Process)]
+    procs += [c for w in threads for c in _processes_of(w)]
+    running = [w for w in procs if w.exitcode is None]
     pids = [pid for w in procs for pid in _tree(_pid(w))]
     for worker in running:
         try:
-            if isinstance(worker, portal.Process) and worker.pid is None:
+            if worker.pid is None:
                 # Interrupted while starting: portal's kill() would take the children of this
                 # process for the worker's, so end the worker process alone.
                 worker.process.kill()
@@ -270,6 +277,17 @@ def kill(workers, timeout: float = REAP_TIMEOUT) -> None:
         left = [pid for pid in left if portal.proc_alive(pid)]
     if left:
         print(f'Processes still running {timeout}s after being killed: {left}')
+
+
+def _processes_of(thread: portal.Thread) -> list:
+    """The processes a portal thread started, directly or through the threads it started."""
+    found = []
+    for child in portal.contextlib.context.children(thread.thread):
+        if isinstance(child, portal.Process):
+            found.append(child)
+        else:
+            found += _processes_of(child)
+    return found
 
 
 def _pid(worker: portal.Process) -> int | None:

@@ -185,3 +185,46 @@ def test_ctrl_c_in_train_eval_saves_both_replays(tmp_path):
     code, out = run.stop(signal.SIGINT, group=True)
     check_stopped(tmp_path, code, out, 'SIGINT', 'replay_train', 'replay')
     assert checkpoint(tmp_path / 'ckpt', 'replay_eval')['chunks']
+
+
+STARTUP = textwrap.dedent(
+    """
+    import signal, time
+    from embodied.run import interrupt
+    with interrupt.Startup():
+        # A handler that never acts stands for a main thread stuck in native code, where
+        # Python handlers wait: only the watcher thread can end the process.
+        signal.signal(signal.SIGTERM, lambda *args: None)
+        print('ready', flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def test_a_signal_while_starting_ends_the_process_at_once():
+    proc = subprocess.Popen(
+        [sys.executable, '-c', STARTUP], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == 'ready'
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert time.monotonic() - start < 5
+    assert 'Received SIGTERM while starting: nothing to save yet, stopped.' in out
+    assert 'Traceback' not in err
+
+
+def test_sigterm_while_the_agent_compiles_stops_within_seconds(tmp_path):
+    run = Run(tmp_path)
+    deadline = time.monotonic() + 120
+    while not any('Initializing parameters' in line for line in run.lines):
+        assert time.monotonic() < deadline and run.proc.poll() is None, ''.join(run.lines)
+        time.sleep(0.1)
+    time.sleep(1)  # Inside the compilation of the train step.
+    start = time.monotonic()
+    code, out = run.stop(signal.SIGTERM)
+    assert code == 0, out[-3000:]
+    assert time.monotonic() - start < 5
+    assert 'Received SIGTERM while starting: nothing to save yet, stopped.' in out
+    assert 'Traceback' not in out and 'Compiled the train step' not in out

@@ -162,17 +162,14 @@ def test_stops_at_the_step_limit_and_resumes(tmp_path):
     assert items[0] >= items_before > 0
 
 
-def test_killed_env_stops_the_run_with_its_name(tmp_path):
+def test_every_role_ends_when_the_parent_is_killed(tmp_path):
     run = Run(tmp_path, *FLAGS, '--run.steps', '1e6')
-    pid = int(run.find(r'Env 1 \(train\) started in process (\d+)', timeout=120).group(1))
     run.find(r'Agent Step [1-9]', timeout=120)
-    os.kill(pid, signal.SIGKILL)
-    killed = time.monotonic()
-    code = run.wait(timeout=60)
-    assert code != 0
-    assert time.monotonic() - killed < 30
-    assert "'env1' crashed with exit code -9" in run.text
-    assert run.alive() == []
+    run.proc.send_signal(signal.SIGKILL)
+    run.wait(timeout=30)
+    # The roles, the envs and the actor's batcher notice within a second or two.
+    assert len(run.pids) >= 6
+    assert run.alive(grace=10) == []
 
 
 def test_env_killed_while_the_agent_compiles_stops_the_run_cleanly(tmp_path):
@@ -182,7 +179,9 @@ def test_env_killed_while_the_agent_compiles_stops_the_run_cleanly(tmp_path):
     pid = int(run.find(r'Env 0 \(train\) started in process (\d+)', timeout=120).group(1))
     run.find('Initializing parameters', timeout=120)  # printed right before XLA compiles
     os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
     assert run.wait(timeout=60) == 1, run.text[-4000:]
+    assert time.monotonic() - killed < 30
     assert "Stopping all roles because 'env0' exited with code -9" in run.text
     assert "'env0' crashed with exit code -9" in run.text
     assert 'FATAL' not in run.text and 'terminate called' not in run.text
@@ -199,7 +198,7 @@ def latest(directory):
 
 def test_sigterm_saves_every_role_and_exits_zero(tmp_path):
     run = Run(tmp_path, *FLAGS, '--run.steps', '1e6')
-    run.find(r'Saving checkpoint: .*ckpt.agent', timeout=120)
+    run.find(r'Saved checkpoint: .*ckpt.agent', timeout=120)
     run.find(r'Agent Step [1-9]', timeout=120)
     before = {name: latest(tmp_path / 'ckpt' / name) for name in ('agent', 'replay', 'logger')}
     run.proc.send_signal(signal.SIGTERM)
