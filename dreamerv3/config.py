@@ -9,6 +9,8 @@ import re
 import elements
 import ruamel.yaml as yaml
 
+from . import confighelp
+
 # Keys with a character outside this set are regular expressions over the flat keys.
 PLAIN_KEY = re.compile(r'^[A-Za-z0-9_.\-]+$')
 # Values of logger.terminal: a progress display, or that plus the metrics block.
@@ -20,6 +22,8 @@ Trains a DreamerV3 agent. The `defaults` block of the config file is always the 
 the presets named by --configs are applied over it in order, then every --KEY VALUE flag.
 Keys are dotted (--run.steps 1e5, --agent.opt.lr 1e-4); a key with regex characters sets
 every key it fully matches (--.*\\.units 512); --KEY+ VALUE appends to a list.
+--help KEY_REGEX shows every key the regex finds (--help train_ratio, --help 'replay\\.')
+with its value, type and description.
 
 examples:
   python -m dreamerv3.main --configs debug --jax.platform cpu --logdir ~/logdir/debug
@@ -214,31 +218,106 @@ def help_text(presets, config, scripts=None):
         width = max(len(name) for name in scripts)
         lines += ['', 'scripts (--script):']
         lines += [f'  {name.ljust(width)}  {summary}' for name, summary in scripts.items()]
-    lines += ['', 'keys (after the selected presets):']
-    width = max(len(k) for k in config.flat)
-    for key, value in config.flat.items():
-        lines.append(f'  --{key.ljust(width)}  {value!r} ({type(value).__name__})')
+    lines += ['', 'keys (values after the selected presets; --help KEY_REGEX for details):']
+    lines += confighelp.key_table(config.flat, key_descriptions())
     return '\n'.join(lines)
+
+
+def key_descriptions() -> dict[str, str]:
+    """{key or block: description} from the comments of the config file."""
+    return confighelp.descriptions(pathlib.Path(config_path()).read_text())
+
+
+def help_request(argv: list[str]) -> str | None:
+    """None without -h/--help, '' for the full help, else the KEY_REGEX that follows it."""
+    for i, arg in enumerate(argv):
+        if arg.startswith('--help='):
+            return arg.split('=', 1)[1]
+        if arg in ('-h', '--help'):
+            following = argv[i + 1] if i + 1 < len(argv) else ''
+            return '' if following.startswith('-') else following
+    return None
+
+
+def key_help(presets: dict, config: elements.Config, pattern: str) -> str:
+    """Every key that the regex finds, with its value, type and description."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise ConfigError(f'--help {pattern!r} is not a valid regular expression: {e}.') from e
+    flat = config.flat
+    keys = [key for key in flat if regex.search(key)]
+    if not keys:
+        raise ConfigError(f'--help {pattern!r} matches no config key.{closest_keys(pattern, flat)}')
+    defaults = elements.Config(presets['defaults']).flat
+    return '\n'.join(confighelp.key_details(keys, flat, defaults, key_descriptions()))
+
+
+def closest_keys(pattern: str, flat: dict) -> str:
+    """' Closest keys: a, b.' for a pattern that matched nothing, by whole key and by last part."""
+    plain = pattern.replace('\\', '')
+    close = difflib.get_close_matches(plain, list(flat), n=5, cutoff=0.5)
+    leaves = difflib.get_close_matches(
+        plain.split('.')[-1], {k.split('.')[-1] for k in flat}, cutoff=0.75
+    )
+    close += [k for k in flat if k.split('.')[-1] in leaves and k not in close]
+    return f' Closest keys: {", ".join(close[:5])}.' if close else ''
 
 
 def parse(argv, scripts=None, environ=None):
     """Turn command-line arguments into (config, None), or (None, help text) for --help.
 
+    `--help KEY_REGEX` gives the matching keys in full instead of the whole help.
     `scripts` maps the names `--script` accepts to their summaries, for checking and --help.
     Bad input raises ConfigError.
     """
     presets = load_presets()
     names, rest = split_configs(argv)
     config = merge_presets(presets, names)
-    if any(arg in ('-h', '--help') for arg in rest):
+    pattern = help_request(rest)
+    if pattern:
+        return None, key_help(presets, config, pattern)
+    if pattern is not None:
         return None, help_text(presets, config, scripts)
-    config = apply_flags(config, rest)
+    config = upgrade_values(apply_flags(config, rest), presets)
+    if config.script == 'eval_only' and not flag_sets(rest, 'run.steps'):
+        # eval_only counts run.eval_eps episodes unless --run.steps asks for env steps; the
+        # presets' run.steps are training budgets. Its config.yaml says so with run.steps 0.
+        config = config.update({'run.steps': 0})
     return finalize(config, environ, scripts), None
 
 
+def flag_sets(argv: list[str], key: str) -> bool:
+    """Whether a --KEY VALUE flag of argv sets `key`, by its name or by a regex it matches."""
+    for name, _ in group_flags(argv):
+        name = name.rstrip('+')
+        if name == key or (not PLAIN_KEY.match(name) and re.fullmatch(name, key)):
+            return True
+    return False
+
+
+def upgrade_values(config: elements.Config, presets: dict | None = None) -> elements.Config:
+    """The config with the values of earlier versions turned into today's equivalents.
+
+    `jax.compilation_cache` was a bool: True (the default folder) and False ('', off), also as
+    the text a --jax.compilation_cache True/False flag leaves in today's string key.
+    """
+    value = config.flat.get('jax.compilation_cache')
+    if isinstance(value, bool) or value in ('True', 'False'):
+        presets = presets or load_presets()
+        default = presets['defaults']['jax']['compilation_cache']
+        folder = default if value in (True, 'True') else ''
+        # Rebuilt rather than updated: an update keeps the bool type of an older config's key.
+        return elements.Config({**config.flat, 'jax.compilation_cache': folder})
+    return config
+
+
 def config_diff(old, new, prefixes=('',)):
-    """Keys whose values differ between two configs, as (key, old, new) triples."""
-    old, new = old.flat, new.flat
+    """Keys whose values differ between two configs, as (key, old, new) triples.
+
+    Values that mean the same in an earlier version (`upgrade_values`) do not differ.
+    """
+    old, new = upgrade_values(old).flat, upgrade_values(new).flat
     keys = sorted(set(old) | set(new))
     return [
         (k, old.get(k), new.get(k))

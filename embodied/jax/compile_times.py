@@ -62,7 +62,7 @@ class CompileTimes:
         usual = self.usual(key)
         if usual is None:
             return f'Compiling the {what}...'
-        return f'Compiling the {what}, usually {usual:.0f} s on this device...'
+        return f'Compiling the {what}, usually {usual:.0f} s on this device (less if cached)...'
 
     def _read(self) -> dict:
         if not self.path:

@@ -1,4 +1,5 @@
-"""Process-wide JAX configuration: platform, XLA flags, jit, transfer guard, compute dtype.
+"""Process-wide JAX configuration: platform, XLA flags, jit, transfer guard, compute dtype and
+the persistent compilation cache.
 
 Environment-based settings (XLA_FLAGS, XLA_PYTHON_CLIENT_PREALLOCATE) only take effect before
 the JAX backend starts. Call `setup()` before any JAX computation; calling it later with
@@ -15,11 +16,22 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.experimental.compilation_cache import compilation_cache
 
 from . import nets
 
 GPU_PLATFORMS = ('cuda', 'gpu', 'rocm')
 COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
+
+# The folder of the persistent compilation cache when `compilation_cache` is True, the value
+# configs of earlier versions hold; configs/dreamerv3.yaml names the same folder.
+DEFAULT_CACHE_DIR = '~/.cache/dreamerv3/jax'
+
+# JAX only stores programs that took at least 1 s to compile. On CPU the policy step of small
+# models (the debug preset) and their initialisers compile in less than that on an idle machine,
+# so they would compile again in every run. Single operations, which eager execution (jit
+# disabled) compiles one by one, usually in milliseconds, stay out: each would add a file.
+CACHE_MIN_COMPILE_SECS = 0.1
 
 GPU_FLAGS = (
     '--xla_disable_hlo_passes=rematerialization',
@@ -212,9 +224,14 @@ def setup(
     process_id: int = -1,
     num_processes: int = 1,
     coordinator_address: str = '',
-    compilation_cache: bool = True,
+    compilation_cache: str | bool = DEFAULT_CACHE_DIR,
 ) -> None:
-    """Configure JAX for this process (flags, platform, multi-host) and set nets.COMPUTE_DTYPE."""
+    """Configure JAX for this process (flags, platform, multi-host, compilation cache) and set
+    nets.COMPUTE_DTYPE.
+
+    `compilation_cache` is the folder of JAX's persistent compilation cache ('' or False: off,
+    True: DEFAULT_CACHE_DIR); JAX_COMPILATION_CACHE_DIR, when set, names the folder instead.
+    """
     dtype = _resolve_dtype(compute_dtype)
     env = target_env(
         platform, deterministic, autotune, mock_devices, xladump, gpuflags, tpuflags, prealloc
@@ -239,7 +256,7 @@ def setup(
     guard = 'disallow' if (transfer_guard and jit and not debug_nans) else 'allow'
     jax.config.update('jax_transfer_guard', guard)
     jax.config.update('jax_debug_nans', bool(debug_nans))
-    jax.config.update('jax_enable_compilation_cache', bool(compilation_cache))
+    configure_cache(cache_dir(compilation_cache))
 
     if num_processes > 1 and platform != 'tpu' and not _distributed_initialized():
         if process_id < 0 or not coordinator_address:
@@ -263,6 +280,54 @@ def setup(
     nets.COMPUTE_DTYPE = dtype
     if platform:
         check_platform(platform)
+
+
+def cache_dir(value: str | bool, environ: dict | None = None) -> str:
+    """The folder of the persistent compilation cache for a `compilation_cache` value ('': off).
+
+    True (configs of earlier versions) means DEFAULT_CACHE_DIR, False or '' turn the cache off.
+    A set JAX_COMPILATION_CACHE_DIR wins over the folder of the value, as JAX itself does.
+    """
+    environ = os.environ if environ is None else environ
+    if value is True:
+        value = DEFAULT_CACHE_DIR
+    if not value:
+        return ''
+    folder = environ.get('JAX_COMPILATION_CACHE_DIR') or user_cache_path(str(value), environ)
+    return os.path.abspath(os.path.expanduser(folder))
+
+
+def user_cache_path(path: str, environ: dict | None = None) -> str:
+    """`path` with a leading `~/.cache` replaced by XDG_CACHE_HOME when that is set."""
+    environ = os.environ if environ is None else environ
+    xdg = environ.get('XDG_CACHE_HOME', '')
+    # The XDG base directory spec ignores relative values.
+    if xdg and os.path.isabs(xdg) and (path == '~/.cache' or path.startswith('~/.cache/')):
+        return os.path.join(xdg, path[len('~/.cache/') :])
+    return os.path.expanduser(path)
+
+
+def configure_cache(folder: str) -> None:
+    """Use `folder` for JAX's persistent compilation cache ('': no persistent cache)."""
+    if folder:
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            print(
+                f'Compiling without the persistent compilation cache: cannot create {folder} '
+                f'({e.strerror}). Set --jax.compilation_cache to a writable folder, or to '
+                "'' to turn the cache off."
+            )
+            folder = ''
+    jax.config.update('jax_enable_compilation_cache', bool(folder))
+    if folder:
+        jax.config.update('jax_compilation_cache_dir', folder)
+        # A threshold set in the environment is the user's choice and stays.
+        if 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS' not in os.environ:
+            jax.config.update('jax_persistent_cache_min_compile_time_secs', CACHE_MIN_COMPILE_SECS)
+    # JAX decides once per process whether and where it caches (at the first compilation);
+    # a reset makes the settings above apply even after something has been compiled.
+    compilation_cache.reset_cache()
 
 
 def configure(jaxcfg) -> None:

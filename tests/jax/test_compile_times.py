@@ -15,7 +15,7 @@ def test_announce_says_the_median_of_earlier_runs(tmp_path):
         times.record(key, seconds)
     assert times.usual(key) == 20
     assert times.announce(key, 'train step') == (
-        'Compiling the train step, usually 20 s on this device...'
+        'Compiling the train step, usually 20 s on this device (less if cached)...'
     )
 
 
