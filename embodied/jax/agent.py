@@ -8,8 +8,11 @@ with device compute):
   lags the learner by at least one update.
 - Parameter arrays are donated to the train step: arrays read from `agent.params` are invalid
   after the next `train` call, so copy them to the host (`jax.device_get`) first.
-- With `jax.precompile`, train and report are compiled ahead of time for batches of exactly
-  (batch_size, batch_length + replay_context) and (batch_size, report_length + replay_context).
+- Compilation: `jax.precompile` compiles the train step when the agent is built, for batches of
+  exactly (batch_size, batch_length + replay_context); `jax.precompile_report` does the same for
+  the report step with (batch_size, report_length + replay_context). Otherwise a step compiles
+  at its first call, so a script compiles only the steps it uses (the first report says so).
+  The policy always compiles at its first call, for the batch of environments the script uses.
 - With `jax.transfer_guard` (default), every host/device transfer must be explicit: read device
   arrays with `jax.device_get`, not `np.asarray`.
 """
@@ -26,6 +29,7 @@ import numpy as np
 import embodied
 from embodied.core import streams
 from embodied.core.base import SetupError
+from embodied.run import checkpoint_fit
 
 from . import compile_times, opt
 from . import transform as tf
@@ -91,6 +95,9 @@ class Agent(embodied.Agent):
         self._param_rules = list(rules[0]) if rules else []
         elements.print('Initializing parameters...', color='yellow')
         self._params, self._train_params_sharding = self._init_params(config.seed)
+        # A checkpoint the run loads that does not fit fails now, not after minutes of compiling.
+        read = functools.partial(self._checkpoint_params, expected=self._params)
+        checkpoint_fit.check_resume(config, self._params, read)
         pattern = re.compile(self.model.policy_keys)
         self.policy_keys = [k for k in self._params if pattern.search(k)]
         if not self.policy_keys:
@@ -107,14 +114,23 @@ class Agent(embodied.Agent):
         if self.jaxcfg.enable_policy:
             self._policy_params = self._copy_policy_params()
         self._ckpt_groups = tf.checkpoint_groups(self._params, self.jaxcfg.ckpt_chunksize)
-        # Whether train and report are compiled now; otherwise their first call compiles.
+        # Whether the train step is compiled now; otherwise its first call compiles it.
         self.precompiled = False
-        if self.jaxcfg.precompile:
-            if jax.config.jax_disable_jit:
-                print('Skipping precompilation because jit is disabled.')
-            else:
-                self._precompile()
-                self.precompiled = True
+        steps = [
+            name
+            for name, wanted in [
+                ('train', self.jaxcfg.precompile),
+                ('report', self.jaxcfg.precompile_report),
+            ]
+            if wanted
+        ]
+        # Without jit nothing compiles, so the first report has nothing to announce.
+        self._report_compiled = 'report' in steps or jax.config.jax_disable_jit
+        if steps and jax.config.jax_disable_jit:
+            print('Skipping precompilation because jit is disabled.')
+        elif steps:
+            self._precompile(steps)
+            self.precompiled = 'train' in steps
         elements.print('Agent ready.', color='yellow')
 
     @property
@@ -206,8 +222,16 @@ class Agent(embodied.Agent):
         """Evaluate on a batch; returns (carry, metrics) with metrics of this call."""
         data, seed = self._check_batch(data)
         with self._lock_train:
+            first = not self._report_compiled
+            if first:
+                print('Compiling the report step for the first report...', flush=True)
+                start = time.monotonic()
             carry, mets = self._report(self._params, seed, carry, data)
+            self._report_compiled = True
         mets = tf.fetch(mets)
+        if first:
+            seconds = time.monotonic() - start
+            print(f'Compiled and ran the report step in {seconds:.1f} s.', flush=True)
         mets['params/summary'] = self._summary()
         return carry, mets
 
@@ -247,13 +271,14 @@ class Agent(embodied.Agent):
 
     def load(self, data, regex=None):
         """Restore counters and parameters (only keys matching `regex` when given)."""
-        params = {k: np.asarray(v) for k, v in jax.device_get(dict(data['params'])).items()}
-        params = opt.upgrade_state_keys(params, self._params)
-        if regex:
-            params = {k: v for k, v in params.items() if re.match(regex, k)}
-            if not params:
-                raise ValueError(f'No checkpoint parameter matches the regex {regex!r}.')
-        self._check_checkpoint(params, partial=bool(regex))
+        params = self._checkpoint_params(data, regex, self._params)
+        mismatch = checkpoint_fit.compare(params, self._params, partial=bool(regex))
+        if mismatch:
+            raise ValueError(
+                'The checkpoint does not fit this model; it was probably written by a run with '
+                'another config (use the same config, a fresh logdir, or load a subset with a '
+                f'regex): {mismatch.summary()}.\n{mismatch.listing()}'
+            )
         counters = data['counters']
         with self._lock_train, self._lock_policy:
             with self._lock_counters:
@@ -451,7 +476,8 @@ class Agent(embodied.Agent):
         params = {k: self._params[k].copy() for k in self.policy_keys}
         return tf.move(params, self._policy_params_sharding)
 
-    def _precompile(self):
+    def _precompile(self, steps):
+        """Compile the named steps ('train', 'report') ahead of time for the config's batch."""
         config = self.config
         context = config.replay_context
         times = compile_times.CompileTimes(self.jaxcfg.compile_times)
@@ -459,6 +485,8 @@ class Agent(embodied.Agent):
             ('train', config.batch_length, self.init_train),
             ('report', config.report_length, self.init_report),
         ]:
+            if name not in steps:
+                continue
             batch = config.batch_size
             data = tf.device_put(self._zeros((batch, length + context)), self.train_sharded)
             seed = self._seed(0, self.train_mirrored)
@@ -574,32 +602,12 @@ class Agent(embodied.Agent):
                 )
         return data, seed
 
-    def _check_checkpoint(self, params, partial):
-        current = self._params
-        missing = [] if partial else sorted(set(current) - set(params))
-        unexpected = sorted(set(params) - set(current))
-        mismatched = [
-            f'{k}: checkpoint {params[k].dtype}{list(params[k].shape)}, model '
-            f'{current[k].dtype}{list(current[k].shape)}'
-            for k in sorted(set(params) & set(current))
-            if params[k].shape != current[k].shape or params[k].dtype != current[k].dtype
-        ]
-        if not (missing or unexpected or mismatched):
-            return
-
-        def listing(title, items):
-            shown = items[:20] + ([f'... and {len(items) - 20} more'] if len(items) > 20 else [])
-            return f'{title} ({len(items)}):' + ''.join(f'\n  {x}' for x in shown)
-
-        raise ValueError(
-            'The checkpoint does not fit this model; it was probably written by a run with '
-            'another config (use the same config, a fresh logdir, or load a subset with a '
-            'regex).\n'
-            + '\n'.join(
-                [
-                    listing('Missing from the checkpoint', missing),
-                    listing('Unexpected in the checkpoint', unexpected),
-                    listing('Shape or dtype mismatch', mismatched),
-                ]
-            )
-        )
+    def _checkpoint_params(self, data, regex, expected):
+        """Host arrays of checkpoint `data` under the names of `expected`, only those of `regex`."""
+        params = {k: np.asarray(v) for k, v in jax.device_get(dict(data['params'])).items()}
+        params = opt.upgrade_state_keys(params, expected)
+        if regex:
+            params = {k: v for k, v in params.items() if re.match(regex, k)}
+            if not params:
+                raise ValueError(f'No checkpoint parameter matches the regex {regex!r}.')
+        return params

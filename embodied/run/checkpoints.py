@@ -126,8 +126,8 @@ class Checkpoint:
             else:
                 kept = 'no earlier checkpoint exists'
             raise SaveFailed(
-                f"Saving the checkpoint '{folder}' failed: {e}. Nothing of it was kept and "
-                f'{kept}. Free disk space or make the logdir writable first.'
+                f"Saving the checkpoint '{folder}' failed: {str(e).rstrip('.')}. Nothing of it "
+                f'was kept and {kept}. Free disk space or make the logdir writable first.'
             ) from e
         except BaseException:
             _remove(folder)

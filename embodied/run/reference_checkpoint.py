@@ -47,7 +47,9 @@ def is_reference(params: dict, expected: Iterable[str]) -> bool:
     return any(name not in expected and project_name(name, expected) for name in params)
 
 
-def adapt(data: dict, expected: Iterable[str], regex: str = '', source: str = '') -> dict:
+def adapt(
+    data: dict, expected: Iterable[str], regex: str = '', source: str = '', quiet: bool = False
+) -> dict:
     """`data` (an `agent.pkl`) with its entries renamed to `expected` when the reference wrote it.
 
     Raises UnplacedEntry naming an entry that fits no name of `expected`; with `regex` (the
@@ -73,5 +75,6 @@ def adapt(data: dict, expected: Iterable[str], regex: str = '', source: str = ''
             'of the run that wrote it, or load a subset with --run.from_checkpoint_regex.'
         )
     moved = sum(name not in expected for name in params)
-    print(f'Renamed {moved} of the {len(params)} entries of a reference checkpoint.')
+    if not quiet:
+        print(f'Renamed {moved} of the {len(params)} entries of a reference checkpoint.')
     return {**data, 'params': renamed}

@@ -1,5 +1,7 @@
 """End to end: a `train` run resumed from the command line, and a mismatched logdir."""
 
+import re
+
 import helpers
 import pytest
 from helpers import LOSSES, metrics
@@ -58,9 +60,15 @@ def test_same_command_resumes(first_run):
 
 def test_other_model_size_on_same_logdir_is_a_clear_error(first_run):
     logdir, _ = first_run
-    # Not precompiled: the model is built, then the checkpoint does not load.
-    flags = ('--agent.dyn.rssm.deter', '16', '--jax.precompile', 'False')
-    result = main(logdir, '--run.steps', '700', *flags)
+    config = (logdir / 'config.yaml').read_text()
+    # Precompiled (the default): the shapes are compared before anything compiles.
+    result = main(logdir, '--run.steps', '700', '--agent.dyn.rssm.deter', '16')
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     assert 'Traceback' not in result.stderr
-    assert 'dyn/' in result.stderr and 'another config' in result.stderr
+    assert 'Compil' not in result.stdout
+    error = result.stderr
+    assert 'does not fit this model' in error
+    assert 'agent.dyn.rssm.deter (8 -> 16)' in error
+    assert re.search(r'\n  dyn/\S+: saved float32\[[\d, ]+\], model float32\[[\d, ]+\]\n', error)
+    assert '(0)' not in error and 'Missing' not in error
+    assert (logdir / 'config.yaml').read_text() == config
