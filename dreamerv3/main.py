@@ -9,6 +9,7 @@ the replay `config.replay`, the agent `config.agent` and `config.jax`.
 
 import dataclasses
 import functools
+import os
 import sys
 from collections.abc import Callable
 
@@ -18,8 +19,12 @@ import elements
 from embodied.core.base import SetupError
 from embodied.envs import registry
 from embodied.run import (
+    checkpoint_fit,
     checkpoints,
+    diskfull,
     eval_only,
+    interrupt,
+    lifetime,
     lock,
     parallel,
     train,
@@ -110,13 +115,23 @@ SCRIPTS = {
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `python -m dreamerv3.main` and the `dreamerv3` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    # Until the run loop begins there is nothing to save: a signal ends the process at once.
+    with interrupt.Startup():
+        _main(argv)
+
+
+def _main(argv: list[str]) -> None:
     # Crashes print a coloured traceback when stderr is a terminal (plain text otherwise).
     colored_traceback.add_hook()
     summaries = {name: script.summary for name, script in SCRIPTS.items()}
     try:
         config, help_text = configlib.parse(argv, summaries)
     except configlib.ConfigError as e:
-        fail(f'{e}\nRun with --help to list the presets and keys.')
+        # An error about --help itself already names the closest keys.
+        hint = (
+            '' if str(e).startswith('--help') else '\nRun with --help to list the presets and keys.'
+        )
+        fail(f'{e}{hint}')
     if help_text:
         print(help_text)
         return
@@ -129,18 +144,27 @@ def main(argv: list[str] | None = None) -> None:
             start_portal(config)
             script.run(config, make_agent)
             return
+        found = listing(config.logdir)
         with lock.acquire(config.logdir):
-            previous = write_config(config)
-            start_portal(config)
+            previous = None
             try:
+                previous = write_config(config)
+                start_portal(config)
                 script.run(config, make_agent)
-            except checkpoints.CheckpointError as e:
-                if previous is not None and not isinstance(e, checkpoints.SaveFailed):
-                    # The logdir belongs to another config: keep its config.yaml as it was.
-                    (elements.Path(config.logdir) / 'config.yaml').write_text(previous)
+            except (configlib.ConfigError, checkpoints.CheckpointError, SetupError) as e:
+                if interrupt.starting():
+                    # Nothing was trained: leave the logdir as this start found it.
+                    undo_start(config.logdir, found, previous)
+                if isinstance(e, checkpoint_fit.DoesNotFit) and previous is not None:
+                    raise e.naming(config_changes(previous, config)) from e
                 raise
     except (configlib.ConfigError, checkpoints.CheckpointError, SetupError) as e:
         fail(str(e))
+    except OSError as e:
+        # Writers other than the run's own raise a bare OSError when the disk fills up.
+        if not diskfull.is_full(e):
+            raise
+        fail(str(diskfull.DiskFull(e.filename or config.logdir, e)))
 
 
 def make_agent(config: elements.Config):
@@ -219,11 +243,78 @@ def write_config(config: elements.Config) -> str | None:
     path = logdir / 'config.yaml'
     previous = None
     if path.exists():
-        previous = path.read_text()
-        report_changes(config, path)
-    config.save(path)
+        try:
+            previous = path.read_text()
+        except (UnicodeDecodeError, OSError) as e:
+            set_aside(path, e)
+        else:
+            report_changes(config, path)
+    # Written beside it and renamed, so that a kill or a full disk never leaves half a file.
+    temp = logdir / 'config.tmp.yaml'
+    try:
+        with diskfull.writing(path):
+            config.save(temp)
+            os.replace(str(temp), str(path))
+    finally:
+        if temp.exists():
+            temp.remove()
     print('Logdir:', logdir)
     return previous
+
+
+def listing(logdir) -> set | None:
+    """The names at the top of a local logdir; None when it does not exist (or is remote)."""
+    if '://' in str(logdir) or not os.path.isdir(str(logdir)):
+        return None
+    return set(os.listdir(str(logdir)))
+
+
+def undo_start(logdir, found: set | None, previous: str | None) -> None:
+    """Take back what a failed start added to the logdir: its config.yaml, lock, empty folders.
+
+    `found` is the logdir's listing before the start (None: the start created it) and
+    `previous` the text of the config.yaml it replaced. Anything holding a file stays.
+    """
+    root = str(logdir)
+    if '://' in root or not os.path.isdir(root):
+        return
+    try:
+        for name in set(os.listdir(root)) - (found or set()):
+            path = os.path.join(root, name)
+            if os.path.isdir(path):
+                walk = list(os.walk(path, topdown=False))
+                if not any(files for _, _, files in walk):
+                    for folder, _, _ in walk:
+                        os.rmdir(folder)
+            elif name == 'lock' or (name == 'config.yaml' and previous is None):
+                os.remove(path)
+        if previous is not None:
+            temp = os.path.join(root, 'config.tmp.yaml')
+            with open(temp, 'w') as f:
+                f.write(previous)
+            os.replace(temp, os.path.join(root, 'config.yaml'))
+        if found is None and not os.listdir(root):
+            os.rmdir(root)
+    except OSError:
+        pass  # What is left is harmless; the error message matters more.
+
+
+def set_aside(path: elements.Path, error: Exception) -> None:
+    """Move an unreadable config.yaml out of the way, keeping it for a look, and say so."""
+    aside = path.parent / f'config.yaml.unreadable-{elements.timestamp()}'
+    os.replace(str(path), str(aside))
+    print(f'The earlier {path} could not be read ({type(error).__name__}); moved it to {aside}.')
+
+
+def config_changes(previous: str, config: elements.Config) -> list:
+    """(key, before, after) of each key whose value differs from the config.yaml text `previous`."""
+    from ruamel.yaml import YAML
+
+    try:
+        old = elements.Config(YAML(typ='safe').load(previous))
+    except Exception:
+        return []  # Said when it was read: write_config reports an unreadable config.yaml.
+    return configlib.config_diff(old, config)
 
 
 def report_changes(config: elements.Config, path: elements.Path) -> None:
@@ -253,6 +344,8 @@ def start_portal(config: elements.Config) -> None:
         ipv6=config.ipv6,
         initfns=[functools.partial(init_timer, config.logger.timer)],
     )
+    # Every process portal starts from here on ends once its parent has, even after a SIGKILL.
+    portal.initfn(lifetime.end_with_parent, call_now=False)
 
 
 def init_timer(enabled: bool) -> None:

@@ -45,6 +45,8 @@ def test_bad_flag_and_bad_task_on_the_command_line(tmp_path):
         (['--task', 'foo_bar'], "Unknown environment suite 'foo'"),
         (['--task', 'pong'], "Task 'pong' must look like <suite>_<name>"),
         (['--task', 'dummy_other'], "Unknown task 'dummy_other'. The dummy suite has:"),
+        (['--task', 'atari_pongg'], "Unknown task 'atari_pongg'. Did you mean atari_pong?"),
+        (['--task', 'gym_CartPol-v1'], "Unknown task 'gym_CartPol-v1'. Did you mean gym_CartPole"),
         (
             ['--script', 'trian'],
             "Unknown script 'trian'. Did you mean train? Valid scripts: train, train_device,",
@@ -79,3 +81,45 @@ def test_help_prints_usage_presets_and_the_scripts(capsys):
     assert 'scripts (--script):' in out
     for name, script in main.SCRIPTS.items():
         assert f'\n  {name} ' in out and script.summary in out
+
+
+@pytest.mark.parametrize('where', ['file', 'under_file'])
+def test_a_logdir_that_is_a_file_exits_2_and_leaves_it(tmp_path, capsys, where):
+    (tmp_path / 'file').write_text('notes')
+    logdir = tmp_path / 'file' if where == 'file' else tmp_path / 'file' / 'run'
+    assert helpers.main_status(logdir, '--random_agent', 'True') == 2
+    out, err = capsys.readouterr()
+    assert f'Cannot use the logdir {logdir}' in err and '--logdir' in err
+    assert 'Traceback' not in out + err
+    assert (tmp_path / 'file').read_text() == 'notes'
+
+
+def test_an_unreadable_config_yaml_is_set_aside(tmp_path, capsys):
+    from dreamerv3 import main
+
+    config = helpers.config(logdir=str(tmp_path))
+    (tmp_path / 'config.yaml').write_bytes(b'run:\n  steps: \xff\xfe\n')
+    assert main.write_config(config) is None
+    out = capsys.readouterr().out
+    aside = list(tmp_path.glob('config.yaml.unreadable-*'))
+    assert len(aside) == 1 and aside[0].read_bytes() == b'run:\n  steps: \xff\xfe\n'
+    assert f'moved it to {aside[0]}' in out
+    assert 'steps:' in (tmp_path / 'config.yaml').read_text()
+
+
+def test_a_start_that_fails_leaves_no_logdir_behind(tmp_path, capsys):
+    # The checkpoint to start from is looked for once the logdir is locked and configured.
+    logdir = tmp_path / 'run'
+    flags = ('--random_agent', 'True', '--run.from_checkpoint', str(tmp_path / 'missing'))
+    assert helpers.main_status(logdir, *flags) == 2
+    assert 'No complete checkpoint found' in capsys.readouterr().err
+    assert not logdir.exists()
+    # A logdir that existed before keeps what it held.
+    logdir.mkdir()
+    (logdir / 'notes.txt').write_text('mine')
+    assert helpers.main_status(logdir, *flags) == 2
+    assert sorted(p.name for p in logdir.iterdir()) == ['notes.txt']
+    # A logdir of an earlier run keeps its config.yaml as it was.
+    (logdir / 'config.yaml').write_text('earlier')
+    assert helpers.main_status(logdir, *flags) == 2
+    assert (logdir / 'config.yaml').read_text() == 'earlier'

@@ -95,6 +95,7 @@ class Loop:
 
         Returns whether a signal stopped the loop early.
         """
+        interrupt.started()
         self.progress = progress.Progress(self.total, int(self.step), self.unit)
         self.progress.update(int(self.step), *self.status())  # the baseline of the rates
         try:

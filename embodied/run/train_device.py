@@ -13,20 +13,22 @@ a seed holds its agent (as `train` saves it), its device state (replay, environm
 keys) and the step; a resumed run continues exactly where the checkpoint was taken.
 """
 
+from __future__ import annotations
+
 import time
 
 import elements
-import jax
 import numpy as np
 import psutil
 
 from ..core import clock
 from ..core.base import SetupError
 from ..envs import registry
-from ..jax import device_loop
-from ..jax.setup import configure
 from . import checkpoints, interrupt, outputs
 from .loop import Loop
+
+# JAX is imported inside the functions that use it: the command line imports this module for
+# every script, and starting JAX there would slow down every start.
 
 # Share of the free device memory the replays may take; the rest is for the model and XLA.
 MEMORY_SHARE = 0.8
@@ -36,6 +38,9 @@ DEVICE_KEYS = ('policy_carry', 'train_carry', 'envs', 'act', 'replay', 'env_keys
 
 def train_device(config: elements.Config, make_agent) -> None:
     """Train `run.seeds` agents on a JAX-native task until `run.steps` env steps (per seed)."""
+    from ..jax import device_loop
+    from ..jax.setup import configure
+
     check(config)
     # The adapters compute with JAX, so its devices (mock ones too) must be set up first.
     configure(config.jax)
@@ -139,8 +144,10 @@ def check_spaces(agent, env) -> None:
             )
 
 
-def check_memory(program: device_loop.DeviceLoop, config: elements.Config) -> None:
+def check_memory(program, config: elements.Config) -> None:
     """Print the replays' device memory; stop with the replay.size that fits when too large."""
+    import jax
+
     needed = program.replay_bytes()
     device = jax.devices()[0]
     stats = device.memory_stats() or {}
@@ -195,6 +202,8 @@ class Trainer:
 
     def advance(self) -> None:
         """One call: `run.device_chunk` iterations of every environment and seed."""
+        import jax
+
         counts = self.program.schedule(self.ratio, self.steps, self.chunk)
         self.state, out = self.program(self.state, counts)
         out = jax.device_get(out)
@@ -257,6 +266,8 @@ class Trainer:
 
     def seed_device(self, host: dict, index: int) -> dict:
         """The rest of a seed's state: replay, environments, carries, keys and the clocks."""
+        import jax
+
         part = {k: host[k] for k in DEVICE_KEYS}
         leaves, _ = jax.tree.flatten(part)
         return {
@@ -268,6 +279,8 @@ class Trainer:
 
     def load(self, agents: list[dict], devices: list[dict]) -> None:
         """Put the seeds' checkpoints back on the device and continue from their step."""
+        import jax
+
         state = jax.tree.map(np.array, jax.device_get(self.state))
         ours = {k: state[k] for k in DEVICE_KEYS}
         treedef = jax.tree.structure(ours)
@@ -316,6 +329,8 @@ class Saves:
 
     def save(self) -> None:
         """Write a checkpoint of every seed."""
+        import jax
+
         host = jax.device_get(self.trainer.state)
         step = elements.Counter(self.trainer.steps * self.trainer.envs)
         for index, directory in enumerate(self.dirs):
@@ -327,6 +342,10 @@ class Saves:
 
     def restore(self) -> None:
         """Load the newest step every seed saved, or save the initial state when none did."""
+        for directory in self.dirs:
+            count = checkpoints.remove_temporary(directory)
+            if count:
+                print(f'Removed {count} temporary file(s) of an interrupted write in {directory}.')
         found = [self._steps(d) for d in self.dirs]
         if not any(found):
             print('Did not find any checkpoint.')

@@ -82,7 +82,7 @@ def test_second_run_on_a_locked_logdir_exits_2_and_a_killed_holder_frees_it(tmp_
     assert third.returncode == 0, output(third)
     # The resume holds exactly the steps its checkpoint counted, not the chunks written later.
     assert f'Replay replay loaded {step_of(saved)} steps' in third.stdout, output(third)
-    assert 'lock' not in third.stdout.lower()
+    assert 'stale' not in third.stdout.lower()
 
 
 def test_failing_chunk_write_fails_the_save_and_keeps_the_previous_checkpoint(tmp_path):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from embodied.jax import device_loop
+from embodied.jax.setup import configure
 
 # CartPole with two environments; a batch of 2 x 4 steps, and 2 updates per environment step
 # once the replay holds a batch's worth of items. Every checkpoint is kept, the initial one too.
@@ -126,7 +127,7 @@ def test_a_seed_learns_the_same_alone_beside_others_and_resumed(tmp_path):
     config = helpers.config(*FLAGS, '--seed', '5', logdir=tmp_path / 'one')
     agent = AGENTS['agent']
     with helpers.kept_jax_settings():
-        train_device.configure(config.jax)
+        configure(config.jax)
         env = registry.make_jax_env(config)
         program = device_loop.DeviceLoop(
             agent.model,
