@@ -9,6 +9,8 @@ given) provides the weights. No logger, replay or driver is involved. Logdirs of
 implementation (danijar/dreamerv3) load as well.
 """
 
+import contextlib
+import io
 import os
 
 import elements
@@ -41,13 +43,20 @@ def load_policy(
     batch: int | None = None,
     mode: str = 'eval',
     platform: str | None = None,
+    verbose: bool = False,
 ) -> 'Policy':
     """The policy of a run's logdir or checkpoint folder, ready to act on observations.
 
     `batch=None` acts on one environment's observation at a time (no batch axis); `batch=N`
     acts on N environments at once (every array has a leading axis of N). `platform` is `cpu`,
-    `cuda`, ...; by default JAX picks the best available device.
+    `cuda`, ...; by default JAX picks the best available device. Loading prints nothing to
+    stdout unless `verbose` (the agent's banner, the checkpoint it loads).
     """
+    with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
+        return _load(path, batch, mode, platform)
+
+
+def _load(path, batch, mode, platform) -> 'Policy':
     from embodied.run import checkpoints
 
     if mode not in MODES:

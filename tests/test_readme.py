@@ -41,9 +41,20 @@ def test_readme_has_the_quick_start_commands():
     assert by_prefix('pytest')
 
 
-@pytest.mark.parametrize('cmd', by_prefix('python -m dreamerv3.main'))
+def doc_commands():
+    """`python -m dreamerv3.main` lines of the README and of every page under docs/."""
+    found = by_prefix('python -m dreamerv3.main')
+    for page in sorted((ROOT / 'docs').glob('*.md')):
+        text = page.read_text().replace('\\\n', ' ')
+        for line in re.findall(r'python -m dreamerv3\.main[^`\n]*', text):
+            found.append(line.strip())
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize('cmd', doc_commands())
 def test_training_commands_parse(cmd):
-    argv = shlex.split(cmd)[3:]
+    # Placeholders such as <logdir> or ... in prose stand for a user's values.
+    argv = [arg for arg in shlex.split(cmd)[3:] if arg != '...']
     config, _ = configlib.parse(argv, environ={})
     suite = config.task.split('_', 1)[0]
     assert suite in registry.suites(), config.task
