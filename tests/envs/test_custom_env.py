@@ -17,7 +17,7 @@ ROOT = HERE.parent.parent
 
 EXAMPLE = 'custom_env_example'
 
-# The tasks the docs' commands train on, and that the slow tests train on the same way.
+# The tasks the docs' commands train on, and that the command-line tests run the same way.
 TRAINED = [f'gym_{EXAMPLE}:ReachDiscrete-v0', f'custom_{EXAMPLE}:reach_continuous']
 # (suite, task after the suite prefix, action space)
 TASKS = [
@@ -118,26 +118,22 @@ def test_unimportable_module_is_one_line_on_the_command_line(tmp_path):
 # example's time limit is 50 steps: 120 steps over two envs end an episode in each of them even
 # when the random policy never reaches the goal, so scores are written.
 TRAIN = ('--run.steps', '120', '--run.envs', '2', '--batch_size', '2')
-# Only the train step and the policy compile: precompiling and reports are off.
-FAST = ('--jax.precompile', 'False', '--run.report_every', '0')
 
 
-@pytest.mark.slow
-def test_trains_on_the_gymnasium_example_from_the_command_line(tmp_path):
-    import json
-
-    result = cli(tmp_path, TRAINED[0], *TRAIN, *FAST)
+def test_runs_the_gymnasium_example_from_the_command_line(tmp_path):
+    # The random agent: the debug agent's training on an image and a vector is tested on the
+    # dummy task; this checks that the example's keys reach the replay as the model reads them.
+    result = cli(tmp_path, TRAINED[0], *TRAIN, '--random_agent', 'True')
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
-    names = set().union(*records)
-    # The CNN and the MLP each reconstruct their key, and the agent made updates.
-    assert {'train/loss/image', 'train/loss/vector'} <= names
-    assert any(r.get('fps/train', 0) > 0 for r in records)
     assert (tmp_path / 'scores.jsonl').exists()
+    chunks = sorted((tmp_path / 'replay').glob('*.npz'))
+    with np.load(chunks[0]) as data:
+        assert data['image'].shape[1:] == (64, 64, 3) and data['image'].dtype == np.uint8
+        assert data['vector'].shape[1:] == (2,) and data['vector'].dtype == np.float32
 
 
 def test_runs_the_embodied_example_from_the_command_line(tmp_path):
-    # The gymnasium example trains above; this one checks the `custom_` path end to end.
+    # The same for the `custom_` path.
     result = cli(tmp_path, TRAINED[1], *TRAIN, '--random_agent', 'True')
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     scores = helpers.metrics(tmp_path, 'scores.jsonl')
