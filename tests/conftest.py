@@ -16,12 +16,6 @@ os.environ.setdefault(
 jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
 
 
-def pytest_collection_modifyitems(items):
-    """Hand out the long command-line tests first, so that no worker ends the run alone with
-    one of them while the other has finished; the rest keep their order."""
-    items.sort(key=lambda item: item.get_closest_marker('slow') is None)
-
-
 @pytest.fixture(scope='session')
 def shared_agent(tmp_path_factory):
     """The DreamerV3 agent of the debug config on the dummy task with its initial state,
