@@ -48,8 +48,10 @@ def test_same_command_resumes(first_run):
     step_before = checkpoint(logdir, 'step')
     updates_before = int(checkpoint(logdir, 'agent')['counters']['updates'])
     assert updates_before > 0
-    # Not precompiled: it compiles what it runs, which the first run left in the cache.
-    result = main(logdir, '--run.steps', '400', '--jax.precompile', 'False')
+    # Not precompiled and no reports: it compiles only the policy and the train step, which the
+    # first run left in the cache.
+    flags = ('--jax.precompile', 'False', '--run.report_every', '0')
+    result = main(logdir, '--run.steps', '400', *flags)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f'Training from step {step_before} ' in result.stdout
     assert checkpoint(logdir, 'step') >= 400
