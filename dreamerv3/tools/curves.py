@@ -23,6 +23,8 @@ REFERENCE_KEYS = ('task', 'method', 'seed', 'xs', 'ys')
 EVAL_SCRIPTS = ('eval_only',)
 # Config keys in which seeds of one method differ; any other difference makes another method.
 RUN_IDENTITY = ('seed', 'logdir', 'task', 'replica', 'jax.process_id')
+# The folder the default logdir (`~/logdir/{timestamp}`) puts every run in.
+DEFAULT_ROOT = 'logdir'
 
 
 class InputError(Exception):
@@ -222,14 +224,16 @@ def method_labels(logdirs: list[pathlib.Path], configs: dict) -> dict:
     that parent differ in more than seed and task.
 
     A parent such as the default ~/logdir holds unrelated runs; its name says nothing about
-    them, while runs that differ only in seed are seeds of the method the folder names.
+    them, while runs that differ only in seed are seeds of the method the folder names. Runs
+    directly in a folder named like the default root (`logdir`, of `~/logdir/{timestamp}`)
+    always go by their own names.
     """
     homes = {}
     for logdir in logdirs:
         homes.setdefault(logdir.resolve().parent, []).append(logdir)
     labels = {}
     for home, members in homes.items():
-        alike = len({setup(configs[m]) for m in members}) == 1
+        alike = len({setup(configs[m]) for m in members}) == 1 and home.name != DEFAULT_ROOT
         for member in members:
             labels[member] = home.name if alike else own_name(member.resolve())
     return labels

@@ -229,6 +229,13 @@ def test_runs_of_one_parent_are_labelled_by_what_tells_them_apart(tmp_path):
     assert result.returncode == 0, result.stderr
     methods = {r['method'] for r in read_csv(tmp_path / 'plot.csv')}
     assert methods == {'20250101T090000', '20250102T090000'}
+    # Alike runs in the default root also go by their own names, never by 'logdir'.
+    write_run(tmp_path / 'alike' / 'logdir' / '20250101T090000', steps)
+    write_run(tmp_path / 'alike' / 'logdir' / '20250102T090000', steps)
+    result = run_plot(tmp_path / 'alike' / 'logdir', '--bins', '1', out=out)
+    assert result.returncode == 0, result.stderr
+    methods = {r['method'] for r in read_csv(tmp_path / 'plot.csv')}
+    assert methods == {'20250101T090000', '20250102T090000'}
     # Runs that differ only in seed are seeds of the method their folder names.
     write_run(tmp_path / 'mine' / 'walker0', steps, seed=0)
     write_run(tmp_path / 'mine' / 'walker1', steps, seed=1)
