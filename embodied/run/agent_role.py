@@ -1,6 +1,7 @@
 """Agent role of the parallel script: a policy server and a learner sharing one agent."""
 
 import functools
+import sys
 import threading
 import time
 
@@ -9,8 +10,12 @@ import numpy as np
 import portal
 
 from ..core import clock
+from ..core.base import SetupError
 from ..core.driver import zero_where
 from . import checkpoints, remote
+
+# The exit code of a role stopped by a user's mistake, as the command line uses it.
+USER_ERROR = 2
 
 
 def run(config: elements.Config, make_agent, ending=None) -> int:
@@ -23,7 +28,12 @@ def run(config: elements.Config, make_agent, ending=None) -> int:
     to save and exit. This role sets `ending` itself once the server has closed, so that envs
     still waiting to connect stop too.
     """
-    agent = make_agent(config)
+    try:
+        agent = make_agent(config)
+    except (checkpoints.CheckpointError, SetupError) as e:
+        # A user's mistake (e.g. a checkpoint of other shapes): one line, not a role crash.
+        print(f'dreamerv3: error: {e}', file=sys.stderr, flush=True)
+        return USER_ERROR
     stop = threading.Event()
     ready = threading.Event()
     server = PolicyServer(agent, config, stop, ready, ending)

@@ -90,10 +90,13 @@ def parallel(config: elements.Config, make_agent) -> None:
             workers.append(agent)
             supervise(workers, leader=agent)
     except RoleError as e:
-        print(str(e), file=sys.stderr, flush=True)
+        # The agent role has already said what the user's mistake was, in one line.
+        code = 2 if e.code == agent_role.USER_ERROR else 1
+        if code == 1:
+            print(str(e), file=sys.stderr, flush=True)
         if isinstance(agent, portal.Thread) and agent.running:
-            _exit_now(1)
-        sys.exit(1)
+            _exit_now(code)
+        sys.exit(code)
     except _QuitNow:
         print(f'Received {quit_.signame} again: killing every role without saving.')
         kill(workers)

@@ -8,6 +8,8 @@ import subprocess
 import threading
 import time
 
+import elements
+import numpy as np
 import portal
 import psutil
 import pytest
@@ -257,3 +259,17 @@ def test_roles_started_separately_find_each_other_and_stop(tmp_path):
     assert len(runs[2].pids) >= 3
     assert checkpoint(tmp_path / 'ckpt' / 'logger', 'step') >= 100
     assert all(run.alive() == [] for run in runs)
+
+
+def test_a_checkpoint_of_other_shapes_stops_before_compiling(tmp_path):
+    from embodied.run import checkpoints
+
+    agent = {'params': {'dyn/w': np.zeros(1, np.float32)}, 'counters': {'updates': 1}}
+    folder = tmp_path / 'ckpt' / 'agent' / '20260101T000000F000000'
+    checkpoints.write(elements.Path(folder), {'agent': lambda: agent})
+    flags = [flag for flag in FLAGS if flag not in ('--random_agent', 'True')]
+    run = Run(tmp_path, *flags, '--run.steps', '1e6')
+    assert run.wait(timeout=120) == 2, run.text[-4000:]
+    assert 'dreamerv3: error:' in run.text and 'Traceback' not in run.text
+    assert 'Compil' not in run.text
+    assert run.alive() == []
