@@ -127,7 +127,6 @@ def make_config(logdir, **jax_overrides):
         'compute_dtype': 'float32',
         'prealloc': False,
         'profiler': False,
-        'compilation_cache': False,
     }
     jaxcfg.update(jax_overrides)
     return elements.Config(
