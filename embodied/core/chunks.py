@@ -1,9 +1,11 @@
 """Replay chunks: fixed-capacity blocks of consecutive steps of one worker, saved as .npz files."""
 
+import contextlib
 import io
 import os
 import pathlib
 import re
+from collections.abc import Iterator
 
 import elements
 import numpy as np
@@ -131,21 +133,9 @@ class Chunk:
         arrays = {k: v[: self.length] for k, v in self.data.items()}
         path = directory / self.filename
         if '://' not in str(path):
-            # Write to a name that the *.npz glob ignores, then rename: readers never see a
-            # half-written chunk, even when the process dies while saving.
-            tmp = f'{path}{TEMPORARY}'
-            try:
-                with open(tmp, 'wb') as f:
-                    np.savez_compressed(f, **arrays)
-                    f.flush()
-                    # On disk before the rename: a checkpoint that counts this chunk must not
-                    # find an empty file after a power loss.
-                    os.fsync(f.fileno())
-                os.replace(tmp, str(path))
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-                raise
+            # Readers never see a half-written chunk, even when the process dies while saving.
+            with atomic_file(path) as f:
+                np.savez_compressed(f, **arrays)
         else:
             buffer = io.BytesIO()
             np.savez_compressed(buffer, **arrays)
@@ -169,3 +159,24 @@ class Chunk:
         chunk.length = length
         chunk.nbytes = sum(v.nbytes for v in data.values())
         return chunk
+
+
+@contextlib.contextmanager
+def atomic_file(path) -> Iterator:
+    """A binary file that replaces `path` only once the body has written it and it is synced.
+
+    It is written under a name that the *.npz glob ignores (`<path>.tmp`, removed on failure)
+    and synced before the rename: a checkpoint that counts the file must not find it empty
+    after a power loss.
+    """
+    tmp = f'{path}{TEMPORARY}'
+    try:
+        with open(tmp, 'wb') as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, str(path))
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

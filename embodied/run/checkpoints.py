@@ -551,17 +551,8 @@ def _write_atomic(path, content):
     if '://' in str(path):
         path.write_bytes(content)
         return
-    tmp = f'{path}{chunklib.TEMPORARY}'
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, str(path))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with chunklib.atomic_file(path) as f:
+        f.write(content)
     sync_directory(path.parent)
 
 

@@ -12,7 +12,6 @@ while the main thread waits inside XLA compiling, where a Python handler would o
 the compilation returns.
 """
 
-import contextlib
 import os
 import signal
 import socket
@@ -20,7 +19,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-import psutil
+from . import lifetime
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -185,11 +184,4 @@ def _end_now(signum: int) -> None:
     if not _ending.acquire(blocking=False):
         threading.Event().wait()  # The other caller exits the process meanwhile.
     name = signal.Signals(signum).name
-    with contextlib.suppress(RuntimeError):  # print() re-entered from a handler
-        print(f'Received {name} while starting: nothing to save yet, stopped.', flush=True)
-    with contextlib.suppress(psutil.Error):
-        for child in psutil.Process().children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                child.kill()
-    sys.stderr.flush()
-    os._exit(0)
+    lifetime.end_now(f'Received {name} while starting: nothing to save yet, stopped.', 0)

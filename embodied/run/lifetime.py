@@ -35,11 +35,17 @@ def _watch(parent: int, poll: float) -> None:
 
 
 def _end(parent: int) -> None:
+    end_now(f'Process {os.getpid()} exits: its parent {parent} has ended.', 1)
+
+
+def end_now(message: str, code: int) -> None:
+    """Print `message`, kill this process's children and exit with `code` at once."""
+    # print() may be re-entered when a signal handler calls this.
     with contextlib.suppress(Exception):
-        print(f'Process {os.getpid()} exits: its parent {parent} has ended.', flush=True)
+        print(message, flush=True)
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process().children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 child.kill()
     sys.stderr.flush()
-    os._exit(1)
+    os._exit(code)
