@@ -23,11 +23,14 @@ as uniform sampling over all environments in expectation (every group holds as m
 with one device there is one group and nothing changes.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ninjax as nj
 import numpy as np
 
+from . import conv as convlib
 from . import device_replay as dr
 from .transform import DATA_AXES
 
@@ -72,7 +75,7 @@ class DeviceLoop:
         self.shardings = None  # of the state, known once `init` has seen the parameters
         self._chunk = None
         # Jitted, so that the metric shapes (`_run`) and the update loop share one trace of it.
-        self._train = jax.jit(lambda p, c, b, k: nj.pure(model.train)(p, c, b, seed=k))
+        self._train = jax.jit(functools.partial(_train_in_loop, model))
 
     def _init_inputs(self):
         return np.asarray(self.seeds, np.uint32), self.env_seeds
@@ -241,6 +244,12 @@ class DeviceLoop:
         }
         episodes = {'done': last, 'score': envs.score, 'length': envs.length}
         return state, episodes, metrics
+
+
+def _train_in_loop(model, params, carry, batch, key):
+    """The model's train step, traced as the body of the update loop (see `conv.in_loop`)."""
+    with convlib.in_loop():
+        return nj.pure(model.train)(params, carry, batch, seed=key)
 
 
 def _rows(mask, value):

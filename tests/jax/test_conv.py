@@ -78,3 +78,33 @@ def test_unknown_form_names_the_choices():
         ValueError, match="Unknown kernel gradient form 'fast': use auto, xla, taps"
     ):
         conv.kernel_grad_form('fast', (1, 8, 8, 8))
+
+
+def test_inside_a_loop_auto_uses_taps_for_every_stride_1_convolution_on_cpu(monkeypatch):
+    monkeypatch.setattr(jax, 'default_backend', lambda: 'cpu')
+    with conv.in_loop():
+        assert conv.kernel_grad_form('auto', (1024, 64, 64, 3)) == 'taps'
+        assert conv.kernel_grad_form('auto', (1024, 8, 8, 16)) == 'taps'
+        assert conv.kernel_grad_form('xla', (1024, 8, 8, 16)) == 'xla'
+        assert conv.kernel_grad_form('auto', (1024, 32, 32, 8), strides=(2, 2)) == 'xla'
+        monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+        assert conv.kernel_grad_form('auto', (1024, 64, 64, 3)) == 'xla'
+        monkeypatch.setattr(jax, 'default_backend', lambda: 'cpu')
+    assert conv.kernel_grad_form('auto', (1024, 64, 64, 3)) == 'xla'
+
+
+def test_the_device_loop_traces_the_train_step_as_a_loop_body():
+    from embodied.jax import device_loop
+
+    seen = []
+
+    class Model:
+        def train(self, carry, batch):
+            seen.append(conv.kernel_grad_form('auto', (16, 8, 8, 3)))
+            return carry, batch
+
+    key = jax.random.PRNGKey(0)
+    jax.jit(device_loop._train_in_loop, static_argnums=0)(Model(), {}, 1, 2, key)
+    on_cpu = jax.default_backend() == 'cpu'
+    assert seen == ['taps' if on_cpu else 'xla']
+    assert conv.kernel_grad_form('auto', (16, 8, 8, 3)) == 'xla'
