@@ -15,6 +15,12 @@ hours to 1M env steps per seed (one JSON object per setting):
     python scripts/bench_device.py --train --task craftax_Craftax-Classic-Pixels-v1 \
         --configs craftax size12m --seeds 8 -- --jax.platform cuda
 
+With `--update`, it times one update inside the device loop (an iteration of one environment
+that makes one update, on a replay filled to the batch's needs), the train step as it runs in
+the compiled loop, to compare with `scripts/bench_train.py`'s jitted update:
+
+    python scripts/bench_device.py --update --task craftax_Craftax-Classic-Pixels-v1
+
 Extra arguments after `--` go to the config, e.g. `-- --jax.platform cuda`.
 """
 
@@ -133,6 +139,35 @@ def train_rate(config, agent, seconds, chunk, seeds):
     }
 
 
+def update_seconds(config, agent, updates):
+    """Seconds of each of `updates` one-update iterations of the device loop, one seed."""
+    import numpy as np
+
+    from embodied.envs import registry
+    from embodied.jax import device_loop
+
+    env = registry.make_jax_env(config)
+    seeds = [[registry.env_seed(config.seed, 0)]]
+    program = device_loop.DeviceLoop(
+        agent.model, env, config, [config.seed], seeds, agent.train_mesh
+    )
+    state = program.init([agent.init_params(config.seed)])
+    fill = config.batch_size + config.batch_length + config.replay_context
+    program.compile(state, fill)
+    state, _ = program(state, np.zeros(fill, np.int32))
+    program.init([agent.init_params(config.seed)])  # a fresh program for calls of one iteration
+    start = time.monotonic()
+    program.compile(state, 1)
+    compile_s = time.monotonic() - start
+    seconds = []
+    for _ in range(updates + 1):  # the first call is a warm-up
+        start = time.monotonic()
+        state, out = program(state, np.ones(1, np.int32))
+        np.asarray(out['metrics'][next(iter(out['metrics']))])  # wait for the call
+        seconds.append(time.monotonic() - start)
+    return {'compile_s': round(compile_s, 1), 'seconds': [round(x, 3) for x in seconds[1:]]}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--task', default='gymnax_CartPole-v1')
@@ -144,8 +179,18 @@ def main():
     parser.add_argument('--configs', nargs='+', default=['size1m'])
     parser.add_argument('--seeds', type=int, nargs='+', default=[1])
     parser.add_argument('--replay', type=int, default=100_000, help='items per seed (--train)')
+    parser.add_argument('--update', action='store_true', help='time one update in the loop')
+    parser.add_argument('--updates', type=int, default=3, help='timed updates (--update)')
     args, extra = parser.parse_known_args()
     extra = [x for x in extra if x != '--']
+    if args.update:
+        config, agent = build(args.task, 1, extra, args.configs, replay=2000)
+        result = update_seconds(config, agent, args.updates)
+        median = float(sorted(result['seconds'])[len(result['seconds']) // 2])
+        setting = {'task': args.task, 'configs': ' '.join(args.configs)}
+        print(json.dumps({**setting, **result, 'median_s_per_update': median}), flush=True)
+        print(f'Done: {args.updates} updates, median {median:.2f} s each.')
+        return
     if args.train:
         for envs in args.envs:
             for seeds in args.seeds:
