@@ -115,3 +115,8 @@ def test_the_env_registry_keeps_one_record_per_suite():
     ]
     assert tables == ['SUITES']
     assert all(isinstance(suite, registry.Suite) for suite in registry.SUITES.values())
+
+
+def test_the_readme_stays_short():
+    lines = (ROOT / 'README.md').read_text().splitlines()
+    assert len(lines) <= 200, f'README.md has {len(lines)} lines; the details belong in docs/'
