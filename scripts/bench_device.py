@@ -50,20 +50,23 @@ def build(task, envs, extra, configs=('size1m',), replay=None):
     return config, main.make_agent(config)
 
 
-def device_rate(config, agent, seconds, chunk):
-    """Env steps per second of the device loop (policy, env steps, replay writes)."""
-    import numpy as np
-
+def make_program(config, agent, seeds):
+    """The device loop of `seeds` with `run.envs` environments each, and its initial state."""
     from embodied.envs import registry
     from embodied.jax import device_loop
 
     env = registry.make_jax_env(config)
+    env_seeds = [[registry.env_seed(s, i) for i in range(config.run.envs)] for s in seeds]
+    program = device_loop.DeviceLoop(agent.model, env, config, seeds, env_seeds, agent.train_mesh)
+    return program, program.init([agent.init_params(s) for s in seeds])
+
+
+def device_rate(config, agent, seconds, chunk):
+    """Env steps per second of the device loop (policy, env steps, replay writes)."""
+    import numpy as np
+
     envs = config.run.envs
-    seeds = [[registry.env_seed(config.seed, i) for i in range(envs)]]
-    program = device_loop.DeviceLoop(
-        agent.model, env, config, [config.seed], seeds, agent.train_mesh
-    )
-    state = program.init([agent.init_params(config.seed)])
+    program, state = make_program(config, agent, [config.seed])
     start = time.monotonic()
     program.compile(state, chunk)
     compile_s = time.monotonic() - start
@@ -102,14 +105,8 @@ def train_rate(config, agent, seconds, chunk, seeds):
     import numpy as np
 
     from embodied.core import clock
-    from embodied.envs import registry
-    from embodied.jax import device_loop
 
-    env = registry.make_jax_env(config)
-    seeds = [config.seed + i for i in range(seeds)]
-    env_seeds = [[registry.env_seed(s, i) for i in range(config.run.envs)] for s in seeds]
-    program = device_loop.DeviceLoop(agent.model, env, config, seeds, env_seeds, agent.train_mesh)
-    state = program.init([agent.init_params(s) for s in seeds])
+    program, state = make_program(config, agent, [config.seed + i for i in range(seeds)])
     start = time.monotonic()
     program.compile(state, chunk)
     compile_s = time.monotonic() - start
@@ -143,19 +140,9 @@ def update_seconds(config, agent, updates):
     """Seconds of each of `updates` one-update iterations of the device loop, one seed."""
     import numpy as np
 
-    from embodied.envs import registry
-    from embodied.jax import device_loop
-
-    env = registry.make_jax_env(config)
-    seeds = [[registry.env_seed(config.seed, 0)]]
-    program = device_loop.DeviceLoop(
-        agent.model, env, config, [config.seed], seeds, agent.train_mesh
-    )
-    state = program.init([agent.init_params(config.seed)])
+    program, state = make_program(config, agent, [config.seed])
     fill = config.batch_size + config.batch_length + config.replay_context
-    program.compile(state, fill)
-    state, _ = program(state, np.zeros(fill, np.int32))
-    program.init([agent.init_params(config.seed)])  # a fresh program for calls of one iteration
+    state, _ = program(state, np.zeros(fill, np.int32))  # jitted for this length on the call
     start = time.monotonic()
     program.compile(state, 1)
     compile_s = time.monotonic() - start
