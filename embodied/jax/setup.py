@@ -75,9 +75,14 @@ def xla_flags(
     tpuflags: bool = False,
 ) -> list[str]:
     """The list of XLA flags that setup() writes to XLA_FLAGS."""
-    flags = [f'--xla_gpu_autotune_level={autotune}']
-    if deterministic:
-        flags.append('--xla_gpu_deterministic_ops=true')
+    flags = []
+    # The GPU flags stay out of CPU and TPU runs: XLA_FLAGS is part of the key of JAX's
+    # persistent compilation cache, and flags without effect would only keep a CPU process
+    # from reusing what another CPU process (started with other flags) compiled.
+    if platform is None or platform in GPU_PLATFORMS:
+        flags.append(f'--xla_gpu_autotune_level={autotune}')
+        if deterministic:
+            flags.append('--xla_gpu_deterministic_ops=true')
     if mock_devices:
         flags.append(f'--xla_force_host_platform_device_count={mock_devices}')
     if xladump:
