@@ -122,7 +122,10 @@ class DeviceLoop:
         return jax.jit(self._init_all, out_shardings=self.shardings)(*inputs)
 
     def _init_all(self, params, seeds, env_seeds):
-        return jax.vmap(self._init_one)(params, seeds, env_seeds)
+        state = jax.vmap(self._init_one)(params, seeds, env_seeds)
+        # Some environments start with weakly typed counters; a state restored from a
+        # checkpoint has none, and the program compiled for one would not serve the other.
+        return jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), state)
 
     def _init_one(self, params, seed, env_seeds):
         key = jax.random.PRNGKey(seed)
