@@ -16,6 +16,30 @@ os.environ.setdefault(
 jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
 
 
+def pytest_collection_modifyitems(config, items):
+    """Order the tests for the workers of `pytest -n N` (pyproject: `--dist worksteal`, which
+    hands worker i the i-th of N equal runs of this order, then lets idle workers take tests
+    from the end of a busy one's queue).
+
+    The tests of the shared debug agent open the first run, so one worker compiles that agent
+    and the rest find it compiled; the slow command-line tests open the others, so that none
+    starts last. Every worker computes the same order, as xdist requires.
+    """
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+    if workers < 2:
+        return
+    shared = [item for item in items if 'shared_agent' in item.fixturenames]
+    slow = [item for item in items if item.get_closest_marker('slow') and item not in shared]
+    runs = [shared] + [slow[i :: workers - 1] for i in range(workers - 1)]
+    size = len(items) // workers
+    chosen = set(shared + slow)
+    rest = iter(item for item in items if item not in chosen)
+    for run in runs[:-1]:
+        run.extend(next(rest) for _ in range(max(0, size - len(run))))
+    runs[-1].extend(rest)
+    items[:] = [item for run in runs for item in run]
+
+
 @pytest.fixture(scope='session')
 def shared_agent(tmp_path_factory):
     """The DreamerV3 agent of the debug config on the dummy task with its initial state,
