@@ -8,11 +8,16 @@ import helpers
 import jax
 import pytest
 
+from embodied.jax.setup import merge_flags, xla_flags
+
 # Command lines started by the tests compile the same debug programs again; JAX's persistent
 # cache lets them and the in-process agents reuse what an earlier test compiled.
 os.environ.setdefault(
     'JAX_COMPILATION_CACHE_DIR', os.path.join(tempfile.gettempdir(), 'dreamerv3-test-jax-cache')
 )
+# XLA_FLAGS belong to that cache's keys and apply when the backend starts, which may be before
+# a test's agent runs setup(): start it with the flags of the debug preset's command line.
+os.environ['XLA_FLAGS'] = merge_flags(os.environ.get('XLA_FLAGS', ''), xla_flags('cpu', debug=True))
 jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
 
 

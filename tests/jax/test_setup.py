@@ -45,6 +45,14 @@ def test_gpu_flags_apply_for_cuda_and_gpu():
     ]
 
 
+def test_debug_on_cpu_compiles_with_the_older_fusion_emitters_where_jaxlib_has_them():
+    flag = '--xla_cpu_use_fusion_emitters=false'
+    has = jsetup.jaxlib_version() >= (0, 6)
+    assert (flag in jsetup.xla_flags('cpu', debug=True)) == has
+    assert flag not in jsetup.xla_flags('cpu') + jsetup.xla_flags('cuda', debug=True)
+    assert (flag in jsetup.target_env('cpu', debug=True)['XLA_FLAGS'].split()) == has
+
+
 def test_tpu_mock_and_dump_flags():
     tpu = jsetup.xla_flags('tpu', tpuflags=True)
     assert '--xla_tpu_enable_async_collective_fusion=true' in tpu and len(tpu) == 10
