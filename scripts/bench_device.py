@@ -53,11 +53,9 @@ def build(task, envs, extra, configs=('size1m',), replay=None):
 def make_program(config, agent, seeds):
     """The device loop of `seeds` with `run.envs` environments each, and its initial state."""
     from embodied.envs import registry
-    from embodied.jax import device_loop
+    from embodied.run import train_device
 
-    env = registry.make_jax_env(config)
-    env_seeds = [[registry.env_seed(s, i) for i in range(config.run.envs)] for s in seeds]
-    program = device_loop.DeviceLoop(agent.model, env, config, seeds, env_seeds, agent.train_mesh)
+    program = train_device.make_program(config, agent, registry.make_jax_env(config), seeds)
     return program, program.init([agent.init_params(s) for s in seeds])
 
 

@@ -37,8 +37,7 @@ def pytest_collection_modifyitems(config, items):
     slow = [item for item in items if item.get_closest_marker('slow') and item not in shared]
     runs = [shared] + [slow[i :: workers - 1] for i in range(workers - 1)]
     size = len(items) // workers
-    chosen = set(shared + slow)
-    rest = iter(item for item in items if item not in chosen)
+    rest = iter(item for item in items if item not in shared and item not in slow)
     for run in runs[:-1]:
         run.extend(next(rest) for _ in range(max(0, size - len(run))))
     runs[-1].extend(rest)

@@ -36,9 +36,17 @@ MEMORY_SHARE = 0.8
 DEVICE_KEYS = ('policy_carry', 'train_carry', 'envs', 'act', 'replay', 'env_keys', 'keys')
 
 
+def make_program(config: elements.Config, agent, env, seeds: list[int]):
+    """The device loop of `seeds`, each with `run.envs` environments seeded as the host loop
+    seeds its environments."""
+    from ..jax import device_loop
+
+    env_seeds = [[registry.env_seed(s, i) for i in range(config.run.envs)] for s in seeds]
+    return device_loop.DeviceLoop(agent.model, env, config, seeds, env_seeds, agent.train_mesh)
+
+
 def train_device(config: elements.Config, make_agent) -> None:
     """Train `run.seeds` agents on a JAX-native task until `run.steps` env steps (per seed)."""
-    from ..jax import device_loop
     from ..jax.setup import configure
 
     check(config)
@@ -52,10 +60,7 @@ def train_device(config: elements.Config, make_agent) -> None:
         # The agent builds the model and its initial state; the host never calls its steps.
         agent = make_agent(config.update({'jax.precompile': False}))
         check_spaces(agent, env)
-        env_seeds = [[registry.env_seed(s, i) for i in range(run.envs)] for s in seeds]
-        program = device_loop.DeviceLoop(
-            agent.model, env, config, seeds, env_seeds, agent.train_mesh
-        )
+        program = make_program(config, agent, env, seeds)
         if program.groups > 1:
             print(
                 f'Data-parallel over {program.groups} devices: each steps '
